@@ -1,0 +1,57 @@
+/* Compute kernels, per tensor type and instruction set, behind providers.
+ *
+ * A provider is a named table of functions (ref = scalar reference; avx2;
+ * later avx512, neon, accelerators). The reference is the oracle in tests.
+ * Matrices are row-major with rows of n_cols elements of `type`; activations
+ * are f32. */
+#ifndef SLM_KERNELS_KERNELS_H
+#define SLM_KERNELS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/threadpool.h"
+#include "slm.h"
+
+typedef struct slm_matrix {
+    uint32_t type;
+    int64_t n_cols; /* row length (elements) */
+    int64_t n_rows;
+    size_t row_bytes;
+    const uint8_t *data;
+} slm_matrix;
+
+typedef struct slm_provider {
+    const char *name;
+    /* 1 when this CPU can run it. */
+    int (*available)(void);
+    /* dot(row of `type`, x) for one row of n elements. */
+    float (*dot_row)(uint32_t type, const void *row, const float *x, int64_t n, float *tmp);
+    /* f32 vector ops */
+    float (*dot_f32)(const float *a, const float *b, int64_t n);
+    void (*axpy_f32)(float *y, float a, const float *x, int64_t n); /* y += a*x */
+    /* Row dequantization into f32 (n multiple of the block size). */
+    void (*dequantize_row)(uint32_t type, const void *src, float *dst, int64_t n);
+} slm_provider;
+
+/* Providers compiled in, in preference order; ends with NULL. */
+const slm_provider *const *slm_providers_all(void);
+const slm_provider *slm_provider_find(const char *name);
+/* Picks the first available provider from a comma/array list of names
+ * (NULL or empty = best available). A named provider that is unavailable
+ * falls back to the next, logging one line. Never fails: "ref" is always
+ * there. */
+const slm_provider *slm_provider_select(const char *const *names, size_t n_names);
+
+/* 1 when the kernels can multiply this type. */
+int slm_kernels_support(uint32_t type);
+
+/* Y[t][r] = sum_c W[r][c] * X[t][c] for t < n_tok, r < W->n_rows.
+ * X rows are x_stride floats apart, Y rows y_stride floats apart. Rows of W
+ * are split across the pool's threads; each row is read once for all
+ * tokens. `scratch` holds slm_matmul_scratch_floats(W) floats per thread. */
+void slm_matmul(const slm_provider *pv, slm_pool *pool, const slm_matrix *W, const float *X,
+                int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride, float *scratch);
+size_t slm_matmul_scratch_floats(int64_t n_cols);
+
+#endif
