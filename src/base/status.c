@@ -24,10 +24,17 @@ slm_status slm_fail_prefix(slm_status st, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_error, sizeof old);
-    if (old[0])
-        snprintf(g_error, sizeof g_error, "%s: %s", prefix, old);
-    else
-        snprintf(g_error, sizeof g_error, "%s", prefix);
+    /* "<prefix>: <old>", truncated to the buffer */
+    size_t n = strlen(prefix);
+    memcpy(g_error, prefix, n + 1);
+    if (old[0] && n + 2 < sizeof g_error) {
+        memcpy(g_error + n, ": ", 3);
+        size_t room = sizeof g_error - n - 3;
+        size_t ol = strlen(old);
+        if (ol > room) ol = room;
+        memcpy(g_error + n + 2, old, ol);
+        g_error[n + 2 + ol] = '\0';
+    }
     return st;
 }
 

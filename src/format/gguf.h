@@ -107,6 +107,8 @@ double gguf_arr_f64(const gguf_kv *kv, uint64_t i);
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i);
 
 const char *gguf_vtype_name(gguf_vtype t);
+/* Bytes of one value of a fixed-size type; 0 for STRING, ARRAY and unknown types. */
+size_t gguf_vtype_size(gguf_vtype t);
 int gguf_str_eq(gguf_str s, const char *cstr);
 
 /* ---- Writer -------------------------------------------------------------
