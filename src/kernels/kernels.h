@@ -19,6 +19,7 @@ typedef struct slm_matrix {
     int64_t n_rows;
     size_t row_bytes;
     const uint8_t *data;
+    const char *name; /* the tensor's name, for messages and calibration (may be NULL) */
 } slm_matrix;
 
 typedef struct slm_provider {
@@ -32,7 +33,24 @@ typedef struct slm_provider {
     void (*axpy_f32)(float *y, float a, const float *x, int64_t n); /* y += a*x */
     /* Row dequantization into f32 (n multiple of the block size). */
     void (*dequantize_row)(uint32_t type, const void *src, float *dst, int64_t n);
+    /* Optional (NULL: slm_matmul's generic row loops). Y[t][r] for rows
+     * [r0, r1) of W and all n_tok tokens, with slm_matmul's strides; every
+     * (row, token) must get the bits dot_row(row, x_t) gives, so that a token
+     * computes the same alone as in a batch. `scratch` holds
+     * slm_matmul_scratch_floats(W->n_cols) floats for this call alone. */
+    void (*matmul_rows)(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
+                        int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                        float *scratch);
 } slm_provider;
+
+/* The providers themselves (avx2 and avx512 only on x86). */
+extern const slm_provider slm_provider_ref;
+#if defined(__x86_64__) || defined(__i386__)
+extern const slm_provider slm_provider_avx2;
+#endif
+#if defined(__x86_64__)
+extern const slm_provider slm_provider_avx512; /* AVX-512 F/BW/VL/DQ */
+#endif
 
 /* Providers compiled in, in preference order; ends with NULL. */
 const slm_provider *const *slm_providers_all(void);

@@ -47,9 +47,9 @@ extern int check_failed_;
         slm_status check_st_ = (expr);                                                             \
         CHECK_MSG(check_st_ == (status), "%s -> %s (%s), expected %s", #expr,                      \
                   slm_status_str(check_st_), slm_last_error(), slm_status_str(status));            \
-        if (check_st_ != SLM_OK && (needle) != NULL)                                               \
-            CHECK_MSG(strstr(slm_last_error(), (needle)) != NULL, "message '%s' lacks '%s'",       \
-                      slm_last_error(), (const char *)(needle));                                   \
+        if (check_st_ != SLM_OK)                                                                   \
+            CHECK_MSG(check_has(slm_last_error(), (needle)), "message '%s' lacks '%s'",            \
+                      slm_last_error(), check_str_or(needle));                                     \
     } while (0)
 
 #define CHECK_NEAR(a, b, tol)                                                                      \
@@ -58,6 +58,12 @@ extern int check_failed_;
         CHECK_MSG(fabs(check_a_ - check_b_) <= (tol), "%s = %.9g, %s = %.9g, tol %g", #a,          \
                   check_a_, #b, check_b_, (double)(tol));                                          \
     } while (0)
+
+/* 1 when needle is NULL or occurs in hay. */
+static inline int check_has(const char *hay, const char *needle) {
+    return needle == NULL || (hay && strstr(hay, needle) != NULL);
+}
+static inline const char *check_str_or(const char *s) { return s ? s : ""; }
 
 int check_finish(void);
 /* Prints "SKIP: why" and exits 77 (ctest reports the test as skipped). */

@@ -1,0 +1,305 @@
+/* Kernels: every provider this CPU runs against the scalar reference, for
+ * every type the quant module can quantize, on random rows of ragged
+ * lengths; slm_matmul identical across thread counts and batch sizes and
+ * close to a double-precision oracle; provider selection and fallback. */
+#include <stdint.h>
+
+#include "base/mem.h"
+#include "base/threadpool.h"
+#include "check.h"
+#include "kernels/kernels.h"
+#include "quant/types.h"
+
+/* Relative tolerance against sum|w*x|: float accumulation over a few
+ * thousand terms stays well under it, while one wrong element of a
+ * 4097-long row (about 1/4097 of the sum) is far over it. */
+#define DOT_RTOL 2e-5
+
+static check_rng g_rng = {12345};
+
+static void fill_normal(float *v, int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) v[i] = scale * check_rng_normal(&g_rng);
+}
+
+static int type_testable(uint32_t t) {
+    const slm_type_info *ti = slm_type_get(t);
+    return ti && ti->can_quantize && ti->can_dequantize && slm_kernels_support(t);
+}
+
+static size_t row_bytes(uint32_t type, int64_t n) {
+    uint64_t b = 0;
+    if (slm_row_bytes(type, (uint64_t)n, &b) != SLM_OK) return 0;
+    return (size_t)b;
+}
+
+static double dot_double(const float *a, const float *b, int64_t n, double *sum_abs) {
+    double s = 0, sa = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s += (double)a[i] * b[i];
+        sa += fabs((double)a[i] * b[i]);
+    }
+    *sum_abs = sa;
+    return s;
+}
+
+/* ---- row kernels --------------------------------------------------------- */
+
+static void test_rows(const slm_provider *pv, uint32_t type, int64_t n) {
+    const slm_provider *ref = &slm_provider_ref;
+    const char *tn = slm_type_name(type);
+    size_t rb = row_bytes(type, n);
+    CHECK_MSG(rb > 0, "%s n=%lld: no row size", tn, (long long)n);
+    if (rb == 0) return;
+    float *w = malloc((size_t)n * sizeof *w), *x = malloc((size_t)n * sizeof *x);
+    float *wd_ref = malloc((size_t)n * sizeof *w), *wd = malloc((size_t)n * sizeof *w);
+    float *tmp = malloc((size_t)n * sizeof *w);
+    uint8_t *row = malloc(rb);
+    fill_normal(w, n, 0.05f);
+    fill_normal(x, n, 1.0f);
+    /* Some exact zeros and a large outlier, as real weights have. */
+    w[0] = 0.0f;
+    if (n > 3) w[n / 2] = 0.7f;
+    slm_quantize_row_ref(type, w, row, n, NULL);
+
+    ref->dequantize_row(type, row, wd_ref, n);
+    double sum_abs;
+    double exact = dot_double(wd_ref, x, n, &sum_abs);
+    double tol = DOT_RTOL * sum_abs + 1e-30;
+
+    float r = ref->dot_row(type, row, x, n, tmp);
+    CHECK_MSG(fabs(r - exact) <= tol, "ref %s n=%lld: %.9g vs exact %.9g", tn, (long long)n, r,
+              exact);
+
+    pv->dequantize_row(type, row, wd, n);
+    float max_abs = 0;
+    for (int64_t i = 0; i < n; i++) max_abs = fmaxf(max_abs, fabsf(wd_ref[i]));
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n && bad < 0; i++)
+        if (fabsf(wd[i] - wd_ref[i]) > 1e-6f * max_abs) bad = i;
+    CHECK_MSG(bad < 0, "%s %s n=%lld: dequantized[%lld] = %.9g, ref %.9g", pv->name, tn,
+              (long long)n, (long long)bad, bad < 0 ? 0 : wd[bad], bad < 0 ? 0 : wd_ref[bad]);
+
+    float d = pv->dot_row(type, row, x, n, tmp);
+    CHECK_MSG(fabs(d - exact) <= tol, "%s %s n=%lld: %.9g vs exact %.9g (tol %g)", pv->name, tn,
+              (long long)n, d, exact, tol);
+
+    /* The provider's promise that slm_matmul's batch path relies on. */
+    float d2 = pv->dot_f32(wd, x, n);
+    CHECK_MSG(memcmp(&d, &d2, sizeof d) == 0,
+              "%s %s n=%lld: dot_row %.9g != dot_f32(dequantize_row) %.9g", pv->name, tn,
+              (long long)n, d, d2);
+
+    free(w);
+    free(x);
+    free(wd_ref);
+    free(wd);
+    free(tmp);
+    free(row);
+}
+
+static void test_vector_ops(const slm_provider *pv) {
+    static const int64_t lens[] = {0, 1, 7, 8, 9, 31, 32, 33, 100, 1000, 4097};
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        int64_t n = lens[k];
+        float *a = malloc((size_t)(n + 1) * sizeof *a), *b = malloc((size_t)(n + 1) * sizeof *b);
+        float *y1 = malloc((size_t)(n + 1) * sizeof *a), *y2 = malloc((size_t)(n + 1) * sizeof *a);
+        fill_normal(a, n, 1.0f);
+        fill_normal(b, n, 1.0f);
+        double sum_abs;
+        double exact = dot_double(a, b, n, &sum_abs);
+        float d = pv->dot_f32(a, b, n);
+        CHECK_MSG(fabs(d - exact) <= DOT_RTOL * sum_abs, "%s dot_f32 n=%lld: %.9g vs %.9g",
+                  pv->name, (long long)n, d, exact);
+        fill_normal(y1, n, 1.0f);
+        memcpy(y2, y1, (size_t)n * sizeof *y1);
+        y1[n] = y2[n] = 42.0f; /* must stay untouched */
+        pv->axpy_f32(y1, 0.375f, a, n);
+        int ok = y1[n] == 42.0f;
+        for (int64_t i = 0; i < n; i++) {
+            double e = (double)y2[i] + 0.375 * a[i];
+            ok &= fabs(y1[i] - e) <= 1e-6 * (fabs(e) + fabs(y2[i]) + 1.0);
+        }
+        CHECK_MSG(ok, "%s axpy_f32 n=%lld", pv->name, (long long)n);
+        free(a);
+        free(b);
+        free(y1);
+        free(y2);
+    }
+}
+
+/* ---- matmul -------------------------------------------------------------- */
+
+enum { MM_ROWS = 37, MM_TOK = 5, MM_XPAD = 3, MM_YPAD = 2 };
+
+typedef struct mm_case {
+    uint32_t type;
+    int64_t n_cols;
+    uint8_t *data;
+    float *wd; /* reference dequantization, MM_ROWS x n_cols */
+    float *X;  /* MM_TOK rows, x_stride apart */
+    int64_t x_stride, y_stride;
+} mm_case;
+
+static float *run_matmul(const slm_provider *pv, slm_pool *pool, const mm_case *mc,
+                         const slm_matrix *W, int64_t n_tok, const float *X) {
+    int nt = slm_pool_threads(pool);
+    size_t per = slm_matmul_scratch_floats(mc->n_cols);
+    float *scratch = slm_alloc_aligned(per * (size_t)nt, sizeof(float));
+    size_t ny = (size_t)(n_tok * mc->y_stride);
+    float *Y = malloc(ny * sizeof *Y);
+    for (size_t i = 0; i < ny; i++) Y[i] = -12345.0f; /* sentinel in the stride gaps */
+    slm_matmul(pv, pool, W, X, n_tok, mc->x_stride, Y, mc->y_stride, scratch);
+    free(scratch);
+    return Y;
+}
+
+static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_t type,
+                             int64_t n_cols) {
+    const char *tn = slm_type_name(type);
+    mm_case mc = {.type = type, .n_cols = n_cols};
+    mc.x_stride = n_cols + MM_XPAD;
+    mc.y_stride = MM_ROWS + MM_YPAD;
+    size_t rb = row_bytes(type, n_cols);
+    mc.data = malloc(rb * MM_ROWS);
+    mc.wd = malloc((size_t)(MM_ROWS * n_cols) * sizeof(float));
+    mc.X = malloc((size_t)(MM_TOK * mc.x_stride) * sizeof(float));
+    float *w = malloc((size_t)n_cols * sizeof *w);
+    for (int r = 0; r < MM_ROWS; r++) {
+        fill_normal(w, n_cols, 0.05f);
+        slm_quantize_row_ref(type, w, mc.data + (size_t)r * rb, n_cols, NULL);
+        slm_dequantize_row(type, mc.data + (size_t)r * rb, mc.wd + (size_t)r * n_cols, n_cols);
+    }
+    fill_normal(mc.X, MM_TOK * mc.x_stride, 1.0f);
+    slm_matrix W = {
+        .type = type, .n_cols = n_cols, .n_rows = MM_ROWS, .row_bytes = rb, .data = mc.data};
+
+    float *Y[3];
+    for (int p = 0; p < 3; p++) Y[p] = run_matmul(pv, pools[p], &mc, &W, MM_TOK, mc.X);
+    size_t ybytes = (size_t)(MM_TOK * mc.y_stride) * sizeof(float);
+    for (int p = 1; p < 3; p++)
+        CHECK_MSG(memcmp(Y[0], Y[p], ybytes) == 0, "%s %s: matmul differs between 1 and %d threads",
+                  pv->name, tn, slm_pool_threads(pools[p]));
+
+    /* Close to the oracle; stride gaps untouched. */
+    int ok = 1, gaps = 1;
+    for (int t = 0; t < MM_TOK; t++) {
+        for (int r = 0; r < MM_ROWS; r++) {
+            double sum_abs;
+            double e =
+                dot_double(mc.wd + (size_t)r * n_cols, mc.X + t * mc.x_stride, n_cols, &sum_abs);
+            ok &= fabs(Y[0][t * mc.y_stride + r] - e) <= DOT_RTOL * sum_abs + 1e-30;
+        }
+        for (int r = MM_ROWS; r < mc.y_stride; r++) gaps &= Y[0][t * mc.y_stride + r] == -12345.0f;
+    }
+    CHECK_MSG(ok, "%s %s: matmul far from the oracle", pv->name, tn);
+    CHECK_MSG(gaps, "%s %s: matmul wrote into the y stride gap", pv->name, tn);
+
+    /* One token at a time (the matvec path) gives the same bits as the batch,
+     * with 1 and 3 threads. */
+    int same = 1;
+    for (int t = 0; t < MM_TOK; t++) {
+        for (int p = 0; p < 3; p += 2) {
+            float *y1 = run_matmul(pv, pools[p], &mc, &W, 1, mc.X + t * mc.x_stride);
+            same &= memcmp(y1, Y[0] + t * mc.y_stride, MM_ROWS * sizeof(float)) == 0;
+            free(y1);
+        }
+    }
+    CHECK_MSG(same, "%s %s: matvec and batched matmul differ", pv->name, tn);
+
+    for (int p = 0; p < 3; p++) free(Y[p]);
+    free(w);
+    free(mc.data);
+    free(mc.wd);
+    free(mc.X);
+}
+
+/* ---- selection ----------------------------------------------------------- */
+
+static const slm_provider *expected_best(void) {
+    for (const slm_provider *const *p = slm_providers_all(); *p; p++)
+        if ((*p)->available()) return *p;
+    return NULL;
+}
+
+static void test_selection(void) {
+    const slm_provider *ref = &slm_provider_ref;
+    const slm_provider *best = expected_best();
+    CHECK(best != NULL);
+    CHECK(slm_provider_find("ref") == ref);
+    CHECK(slm_provider_find("nonexistent") == NULL);
+    CHECK(slm_provider_find(NULL) == NULL);
+    CHECK(slm_provider_find("") == NULL);
+    int has_ref = 0;
+    for (const slm_provider *const *p = slm_providers_all(); *p; p++) has_ref |= *p == ref;
+    CHECK(has_ref);
+    CHECK(ref->available());
+
+    const char *a[] = {"nonexistent", "ref"};
+    CHECK(slm_provider_select(a, 2) == ref);
+    CHECK(slm_provider_select(NULL, 0) == best);
+    CHECK(slm_provider_select(a, 0) == best);
+    const char *b[] = {"nonexistent"};
+    CHECK(slm_provider_select(b, 1) == best);
+    const char *c[] = {" REF "};
+    CHECK(slm_provider_select(c, 1) == ref);
+    const char *d[] = {"nope, ref", "avx2"};
+    CHECK(slm_provider_select(d, 2) == ref);
+    const char *e[] = {NULL, "", "auto"};
+    CHECK(slm_provider_select(e, 3) == best);
+#if defined(__x86_64__) || defined(__i386__)
+    const char *f[] = {"avx2", "ref"};
+    CHECK(slm_provider_select(f, 2) == (slm_provider_avx2.available() ? &slm_provider_avx2 : ref));
+    CHECK(slm_provider_find("AVX2") == &slm_provider_avx2);
+#endif
+
+    CHECK(slm_kernels_support(SLM_TYPE_F32));
+    CHECK(slm_kernels_support(SLM_TYPE_F16));
+    CHECK(slm_kernels_support(SLM_TYPE_BF16));
+    CHECK(!slm_kernels_support(16)); /* iq2_xxs: known, not decoded */
+    CHECK(!slm_kernels_support(4));  /* removed q4_2 */
+    CHECK(!slm_kernels_support(1000));
+    CHECK(slm_matmul_scratch_floats(1) >= 1);
+    CHECK(slm_matmul_scratch_floats(4097) >= 4097);
+    CHECK(slm_matmul_scratch_floats(100) % 16 == 0);
+}
+
+int main(void) {
+    test_selection();
+
+    static const int64_t float_lens[] = {1, 7, 31, 33, 64, 100, 1000, 4097};
+    static const int64_t block_counts[] = {1, 2, 3, 5, 8};
+    slm_pool *pools[3] = {NULL, NULL, NULL};
+    for (int p = 0; p < 3; p++) CHECK_OK(slm_pool_new(p + 1, &pools[p]));
+    if (!pools[0] || !pools[1] || !pools[2]) return check_finish();
+
+    int n_types = 0;
+    for (const slm_provider *const *pp = slm_providers_all(); *pp; pp++) {
+        const slm_provider *pv = *pp;
+        if (!pv->available()) {
+            printf("provider %s: not available on this CPU, skipped\n", pv->name);
+            continue;
+        }
+        test_vector_ops(pv);
+        for (uint32_t t = 0; t < SLM_TYPE_COUNT; t++) {
+            if (!type_testable(t)) continue;
+            if (pp == slm_providers_all()) n_types++;
+            uint32_t bs = slm_type_get(t)->block_size;
+            if (bs == 1) {
+                for (size_t k = 0; k < sizeof float_lens / sizeof float_lens[0]; k++)
+                    test_rows(pv, t, float_lens[k]);
+            } else {
+                for (size_t k = 0; k < sizeof block_counts / sizeof block_counts[0]; k++)
+                    test_rows(pv, t, block_counts[k] * bs);
+            }
+            test_matmul_type(pv, pools, t, bs == 1 ? 100 : 2 * (int64_t)bs);
+            /* Long rows: several 32-element steps plus a ragged tail. */
+            if (bs == 1) test_matmul_type(pv, pools, t, 1000);
+        }
+        printf("provider %s: tested\n", pv->name);
+    }
+    /* At least the float types and the common block formats are covered. */
+    CHECK(n_types >= 3);
+    printf("%d types tested\n", n_types);
+    for (int p = 0; p < 3; p++) slm_pool_free(pools[p]);
+    return check_finish();
+}
