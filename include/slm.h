@@ -31,7 +31,8 @@ typedef enum slm_status {
     SLM_ERR_CONFIG = 6,  /* runtime config: unknown key, wrong type, out of range */
     SLM_ERR_CONTEXT = 7, /* does not fit the context window */
     SLM_ERR_CANCELLED = 8,
-    SLM_ERR_INTERNAL = 9
+    SLM_ERR_INTERNAL = 9,
+    SLM_ERR_SIGNATURE = 10 /* a signature is missing, malformed, untrusted or does not match */
 } slm_status;
 
 /* Message of the last failure on this thread ("" if none). */
@@ -46,8 +47,11 @@ const char *slm_version(void);
  * Keys: max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
  * repeat_last_n, seed, stop (string or array of strings), threads, n_ctx,
  * n_keep, n_batch, quant, providers (array of names), context_policy
- * ("shift" | "error"). An unknown key, a wrong type or an out-of-range value
- * is SLM_ERR_CONFIG naming the key. */
+ * ("shift" | "error"), ignore_eos, require_signature (bool), trust_dir (string).
+ * An unknown key, a wrong type or an out-of-range value is SLM_ERR_CONFIG naming the key.
+ * "require_signature": true makes slm_model_load refuse a model unless MODEL.sig is a
+ * valid signature of the exact bytes loaded by a key whose .pub file is in "trust_dir"
+ * (see "Signatures" below); the failure is SLM_ERR_SIGNATURE naming the check. */
 typedef struct slm_config slm_config;
 
 slm_status slm_config_new(slm_config **out);
@@ -80,6 +84,31 @@ typedef struct slm_model_info {
 
 slm_status slm_model_get_info(const slm_model *model, slm_model_info *out);
 
+/* Opens a GGUF file for inspection only: metadata, tensors and whatever of the
+ * hyperparameters and tokenizer can be read; nothing is bound for inference,
+ * so files of unsupported architectures or types can still be described.
+ * Sessions cannot be created on such a model. */
+slm_status slm_model_inspect(const char *path, slm_model **out);
+
+typedef struct slm_tensor_info {
+    const char *name;
+    const char *type; /* "f16", "q4_k", ... */
+    int n_dims;
+    int64_t ne[4];    /* ne[0] = row length */
+    uint64_t nbytes;
+    uint64_t offset;  /* in the file */
+} slm_tensor_info;
+
+size_t slm_model_n_tensors(const slm_model *model);
+slm_status slm_model_tensor(const slm_model *model, size_t i, slm_tensor_info *out);
+size_t slm_model_n_meta(const slm_model *model);
+/* Key i of the file's metadata, and its value rendered as text into `value`
+ * (strings quoted JSON-style, long arrays summarized as "[N × type]"). */
+slm_status slm_model_meta(const slm_model *model, size_t i, const char **key, char *value,
+                          size_t cap);
+/* Names of the kernel providers this CPU can run, best first (NULL-terminated). */
+const char *const *slm_providers_available(void);
+
 /* ---- Tokenizer ----------------------------------------------------------- */
 enum {
     SLM_TOKENIZE_ADD_BOS = 1,       /* add BOS/EOS as the tokenizer's metadata says */
@@ -94,6 +123,27 @@ slm_status slm_detokenize(const slm_model *model, const int32_t *ids, size_t n_i
 int32_t slm_token_bos(const slm_model *model);
 int32_t slm_token_eos(const slm_model *model);
 
+/* Tokenizers on their own: from a Hugging Face tokenizer.json (and
+ * optionally tokenizer_config.json), or a loaded model's. Encoding flags are
+ * the SLM_TOKENIZE_* above; decoding flags below. */
+typedef struct slm_tokenizer slm_tokenizer;
+enum {
+    SLM_DECODE_SPECIAL = 1,    /* render control tokens as their text (else nothing) */
+    SLM_DECODE_STRIP_SPACE = 2 /* SentencePiece: drop one leading space of the text */
+};
+slm_status slm_tokenizer_from_hf_json(const char *path_tokenizer_json,
+                                      const char *path_tokenizer_config, slm_tokenizer **out);
+void slm_tokenizer_free(slm_tokenizer *t);
+/* The model's tokenizer (owned by the model; NULL when it has none). */
+const slm_tokenizer *slm_model_tokenizer(const slm_model *model);
+slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t len, int flags,
+                                int32_t **ids, size_t *n_ids);
+slm_status slm_tokenizer_decode(const slm_tokenizer *t, const int32_t *ids, size_t n, int flags,
+                                char **text, size_t *len);
+/* The decode flags that reproduce the tokenizer's own decoder. */
+int slm_tokenizer_decode_flags(const slm_tokenizer *t);
+int32_t slm_tokenizer_n_vocab(const slm_tokenizer *t);
+
 /* ---- Sessions -----------------------------------------------------------
  * One conversation: config, KV cache, scratch, sampler state. Allocated once
  * at creation; decoding allocates nothing. A model may back many sessions. */
@@ -101,6 +151,18 @@ typedef struct slm_session slm_session;
 
 slm_status slm_session_new(slm_model *model, const slm_config *cfg, slm_session **out);
 void slm_session_free(slm_session *s);
+/* Applies a JSON object of per-request settings to a session: max_tokens,
+ * temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed,
+ * stop, ignore_eos, n_keep, context_policy. Keys that size the session
+ * (n_ctx, n_batch, threads, quant, providers) are refused: they need a new
+ * session. All or nothing. */
+slm_status slm_session_configure(slm_session *s, const char *json, size_t len);
+/* Tokens whose keys and values are cached (a later slm_generate whose
+ * prompt starts with the same tokens reuses them instead of recomputing). */
+int32_t slm_session_n_cached(const slm_session *s);
+/* The kernel provider the session runs on ("avx2", "ref", ...). */
+const char *slm_session_provider(const slm_session *s);
+int32_t slm_session_n_ctx(const slm_session *s);
 
 typedef enum slm_finish {
     SLM_FINISH_NONE = 0,
@@ -114,6 +176,7 @@ typedef struct slm_result {
     int32_t n_prompt_tokens;
     int32_t n_generated;
     slm_finish finish;
+    int32_t n_cached;       /* prompt tokens reused from the session's cache */
     int32_t n_trims;        /* times the context was trimmed (0 = never) */
     int32_t n_dropped;      /* tokens dropped by trimming */
     double prefill_ms, decode_ms, ttft_ms;
@@ -124,9 +187,39 @@ typedef struct slm_result {
 typedef int (*slm_token_fn)(void *user, const char *text, size_t len);
 
 /* Generates a continuation of `prompt` (tokenized with BOS as the model says,
- * control-token text not parsed). Resets the session's context first. */
+ * control-token text not parsed). The session's cache is reused for the
+ * longest common prefix of this prompt and what the session evaluated
+ * before (multi-turn chat); the rest is recomputed. */
 slm_status slm_generate(slm_session *s, const char *prompt, size_t len, slm_token_fn on_text,
                         void *user, slm_result *result);
+
+/* Same, from token ids the caller made (e.g. with slm_chat_prompt). */
+slm_status slm_generate_tokens(slm_session *s, const int32_t *ids, size_t n_ids,
+                               slm_token_fn on_text, void *user, slm_result *result);
+
+/* Called once per sampled token (before its text is streamed) with the
+ * token id and the milliseconds since slm_generate started: per-token
+ * latency for benchmarks. NULL removes it. */
+typedef void (*slm_token_observer)(void *user, int32_t token, double t_ms);
+void slm_session_set_observer(slm_session *s, slm_token_observer fn, void *user);
+
+/* ---- Chat ------------------------------------------------------------------ */
+typedef struct slm_chat_message {
+    const char *role;    /* "system", "user", "assistant", ... */
+    const char *content; /* UTF-8 */
+} slm_chat_message;
+
+/* Renders a conversation with the model's own chat template (GGUF
+ * tokenizer.chat_template) and tokenizes it: template text with control
+ * tokens parsed, message content as plain text (so a user who types
+ * "<|im_start|>" gets those characters, not the token). When the model has
+ * no template or it cannot be rendered, a built-in format chosen from the
+ * vocabulary is used; *format_used (may be NULL) names what was used:
+ * "model" or the built-in's name. text/ids are malloc'd (either may be NULL
+ * when not wanted). */
+slm_status slm_chat_prompt(const slm_model *model, const slm_chat_message *msgs, size_t n_msgs,
+                           int add_generation_prompt, char **text, size_t *text_len,
+                           int32_t **ids, size_t *n_ids, const char **format_used);
 
 /* Logits of every prompt position ([n_tokens][n_vocab] floats, malloc'd). */
 slm_status slm_prompt_logits(slm_session *s, const char *prompt, size_t len, float **logits,
@@ -144,6 +237,142 @@ typedef struct slm_perplexity_result {
  * each from an empty cache, scoring positions 0..n_ctx-2. */
 slm_status slm_perplexity(slm_session *s, const char *text, size_t len, int32_t n_ctx,
                           slm_perplexity_result *out);
+
+/* ==== Quantization and quality (issue 4) ===================================
+ * src/runtime/quantize.c, src/runtime/compare.c; docs/QUANTIZATION.md. */
+typedef struct slm_quantize_params {
+    const char *type;        /* "q8_0", "q4_k", "q4_k_m", "f16", ... (required) */
+    const char *calib_text;  /* calibration text or NULL: activation statistics */
+    size_t calib_len;
+    int32_t calib_ctx;       /* calibration window in tokens (0 = 128) */
+    const char *stats_in;    /* statistics file to use instead of calib_text (or NULL) */
+    const char *stats_out;   /* save the statistics collected from calib_text here */
+    const char *const *keep; /* "PATTERN=TYPE" (fnmatch glob over tensor names), first wins */
+    size_t n_keep;
+    double budget_kl;        /* > 0: pick a type per matrix within this mean KL (needs calib) */
+    int32_t threads;         /* 0 = one per core */
+    int progress;            /* a line per tensor on stderr */
+    int no_ranges;           /* 1: do not store slm.activation_ranges */
+    int gptq;                /* 1: GPTQ error-compensating rounding (needs calib_text) */
+} slm_quantize_params;
+
+typedef struct slm_quantize_tensor {
+    const char *name;
+    const char *type;   /* type written */
+    const char *wanted; /* type the plan asked for; differs from `type` on fallback */
+    int64_t n_cols, n_rows;
+    uint64_t bytes;
+    int calibrated;     /* quantized with activation statistics */
+} slm_quantize_tensor;
+
+typedef struct slm_quantize_report {
+    size_t n_tensors;
+    slm_quantize_tensor *tensors; /* in file order */
+    size_t n_fallbacks;
+    uint64_t bytes_in, bytes_out; /* file sizes */
+    double seconds;
+    int calibrated;               /* statistics were used */
+    double budget_kl, budget_predicted_kl, budget_measured_kl; /* when budget_kl > 0 */
+    char *plan;                   /* "name=type,..." of the matrices, as stored in slm.quant.plan */
+} slm_quantize_report;
+
+/* Quantizes an F32/F16/BF16 GGUF model into `out` (written to a temporary
+ * file and renamed into place; `in` is never modified). Refuses already
+ * quantized input, unknown types, out == in and unwritable outputs before
+ * touching anything. `report` may be NULL; free it with
+ * slm_quantize_report_free. */
+slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize_params *p,
+                             slm_quantize_report **report);
+void slm_quantize_report_free(slm_quantize_report *r);
+
+typedef struct slm_compare_result {
+    double ppl_base, ppl_quant;
+    double kl_mean, kl_p99, kl_max; /* KL(base || quant) of next-token distributions, nats */
+    double top1;                    /* fraction of positions with the same argmax */
+    int64_t n_scored, n_windows;
+    uint64_t bytes_base, bytes_quant;       /* file sizes */
+    double bpw_base, bpw_quant;             /* bits per weight of the 2-D matrices */
+    double bpw_all_base, bpw_all_quant;     /* bits per weight of all tensors */
+} slm_compare_result;
+
+/* Compares two models of the same vocabulary on `text` by the perplexity
+ * protocol (windows of n_ctx tokens). cfg may be NULL (threads, providers). */
+slm_status slm_compare_files(const char *base, const char *quant, const char *text, size_t len,
+                             int32_t n_ctx, const slm_config *cfg, slm_compare_result *out);
+
+/* Milliseconds slm_model_load spent quantizing for the config's "quant"
+ * (0 when the file already held that precision). */
+double slm_model_quant_load_ms(const slm_model *model);
+/* ==== end of quantization ================================================ */
+
+/* ==== Signatures (src/trust) ===============================================
+ * Ed25519 (libsodium) over a small text header holding the file's size and
+ * BLAKE2b-256 hash; detached, in FILE.sig. Formats: src/trust/trust.h and
+ * docs/SECURITY.md. A key id is the first 8 bytes of the BLAKE2b-256 hash of
+ * the public key, as 16 hex digits. */
+#define SLM_KEY_ID_HEX 17 /* 16 hex digits + NUL */
+
+typedef struct slm_verify_info {
+    char key_id[SLM_KEY_ID_HEX];
+    uint64_t file_size; /* bytes signed */
+    int64_t created;    /* unix seconds, as the signer's clock said */
+    char comment[257];
+    double ms; /* time spent (hashing dominates) */
+} slm_verify_info;
+
+/* Writes OUT_BASE.key (secret, mode 0600) and OUT_BASE.pub; refuses to
+ * overwrite either. key_id (may be NULL) receives the new key's id. */
+slm_status slm_keygen(const char *out_base, char key_id[SLM_KEY_ID_HEX]);
+/* Signs `path` with a secret key file, writing path.sig (temporary file
+ * renamed into place). comment: NULL or up to 256 bytes, no control
+ * characters. info (may be NULL) describes what was signed. */
+slm_status slm_sign_file(const char *path, const char *key_path, const char *comment,
+                         slm_verify_info *info);
+/* Checks path against path.sig with one public key file (pub_path) or any
+ * .pub file in trust_dir (exactly one is non-NULL). SLM_ERR_SIGNATURE with a
+ * message naming the check: missing signature, malformed signature file,
+ * unknown key, bad signature, size mismatch, hash mismatch. */
+slm_status slm_verify_file(const char *path, const char *pub_path, const char *trust_dir,
+                           slm_verify_info *info);
+/* Milliseconds slm_model_load spent verifying the signature (0 when not
+ * required). */
+double slm_model_verify_ms(const slm_model *model);
+/* ==== end of signatures ==================================================== */
+
+/* ==== LoRA adapters (issue 8) ==============================================
+ * src/model/lora.c, lora_merge.c. llama.cpp's GGUF adapter format
+ * (general.type "adapter", adapter.type "lora", adapter.lora.alpha, tensors
+ * "<base tensor>.lora_a" ne = [n_in, r] and ".lora_b" ne = [r, n_out], f32,
+ * f16 or bf16) targeting any of the layers' attn_q/k/v/output and
+ * ffn_gate/up/down matrices. Applied at run time beside the base weights
+ * (which are never modified, whatever their type): y = W·x + s·B·(A·x) with
+ * s = scale·alpha/r. Hugging Face PEFT files are not supported yet.
+ * Config key "adapters": [{"path": "a.gguf", "scale": 1.0}, ...] or
+ * ["a.gguf", ...] (scale 1): slm_session_new loads and applies them (with
+ * "require_signature", each adapter needs a valid ADAPTER.sig by a key in
+ * "trust_dir", as models do; slm_adapter_load itself checks no signature). */
+typedef struct slm_adapter slm_adapter;
+
+/* Loads an adapter for `base`: every target must exist in the base model with
+ * matching shapes; failures name the file and the tensor. The adapter is
+ * read-only (A and B held as f32; the file is closed) and may be shared by
+ * any sessions of models with the same shapes; free it after them. */
+slm_status slm_adapter_load(const slm_model *base, const char *path, slm_adapter **out);
+void slm_adapter_free(slm_adapter *adapter);
+/* Makes the session apply adapters[0..n) with their scales (scale 0 = not
+ * applied: exactly the base model), replacing the adapters it applied
+ * before (n = 0: none). No model reload or re-mapping. The session's cache
+ * was computed with the old adapters: the next generation recomputes its
+ * prompt. At most 8 adapters. */
+slm_status slm_session_set_adapters(slm_session *s, const slm_adapter *const *adapters,
+                                    const float *scales, size_t n);
+/* Writes a model with the adapter baked in, W' = W + s·B·A: each targeted
+ * matrix is dequantized, summed in f32 and stored as `type` (NULL or "" =
+ * its type in base); everything else is copied. Temporary file renamed into
+ * place; out must differ from base. */
+slm_status slm_adapter_merge_file(const char *base, const char *adapter, const char *out,
+                                  float scale, const char *type);
+/* ==== end of LoRA adapters ================================================= */
 
 #ifdef __cplusplus
 }

@@ -54,6 +54,7 @@ const char *slm_status_str(slm_status st) {
     case SLM_ERR_CONTEXT: return "context error";
     case SLM_ERR_CANCELLED: return "cancelled";
     case SLM_ERR_INTERNAL: return "internal error";
+    case SLM_ERR_SIGNATURE: return "signature check failed";
     }
     return "unknown status";
 }

@@ -31,11 +31,7 @@ enum {
 };
 
 /* Flags for encode: SLM_TOKENIZE_ADD_BOS and SLM_TOKENIZE_PARSE_SPECIAL (slm.h). */
-/* Flags for decode. */
-enum {
-    SLM_DECODE_SPECIAL = 1,    /* render control tokens as their text (else nothing) */
-    SLM_DECODE_STRIP_SPACE = 2 /* SPM: drop one leading space (start of a text) */
-};
+/* Flags for decode: SLM_DECODE_SPECIAL and SLM_DECODE_STRIP_SPACE (slm.h). */
 
 slm_status slm_tokenizer_from_gguf(const gguf_file *f, slm_tokenizer **out);
 /* From a Hugging Face tokenizer.json (BPE models: Llama 2/3, Mistral, Qwen,

@@ -1,0 +1,257 @@
+/* The llama-family forward pass (Llama 2/3, TinyLlama, SmolLM, Mistral-style,
+ * Qwen2 with q/k/v biases), for a batch of tokens at consecutive positions.
+ *
+ * Readable top to bottom, one stage per block; speed lives in the kernels
+ * (slm_matmul and the provider's vector ops), not here. Shapes in comments:
+ * B = tokens in the batch, D = dim, KV = kv_dim, F = ffn_dim, V = vocab. */
+#include <math.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "base/status.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "quant/types.h"
+
+/* ---- small building blocks ---------------------------------------------- */
+
+/* out = x / rms(x) * w, per row of n */
+static void rmsnorm(float *out, const float *x, const float *w, int32_t n, float eps) {
+    double ss = 0.0;
+    for (int32_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
+    for (int32_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* Rotates one head's first rope_dim dimensions by the angles for `pos`. */
+static void rope_head(float *h, const float *cs, int32_t rope_dim, slm_rope_style style) {
+    int32_t half = rope_dim / 2;
+    for (int32_t i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        int32_t a = style == SLM_ROPE_ADJACENT ? 2 * i : i;
+        int32_t b = style == SLM_ROPE_ADJACENT ? 2 * i + 1 : i + half;
+        float x0 = h[a], x1 = h[b];
+        h[a] = x0 * c - x1 * s;
+        h[b] = x0 * s + x1 * c;
+    }
+}
+
+static void matmul(slm_forward *fw, const slm_matrix *W, const float *X, int32_t n, int64_t xs,
+                   float *Y, int64_t ys) {
+    if (fw->observe) fw->observe(fw->observe_user, W, X, n, xs);
+    slm_matmul(fw->pv, fw->pool, W, X, n, xs, Y, ys, fw->buf.scratch);
+    /* LoRA: Y += s·B·(A·X) for each active adapter that targets W (model/lora.c) */
+    if (fw->lora) slm_lora_apply(fw, W, X, n, xs, Y, ys);
+}
+
+/* ---- attention, parallel over (token, head) ------------------------------ */
+
+typedef struct attn_job {
+    slm_forward *fw;
+    int32_t layer, n, pos;
+} attn_job;
+
+static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
+    attn_job *job = ctx;
+    slm_forward *fw = job->fw;
+    const slm_hparams *hp = &fw->model->hp;
+    const int32_t hd = hp->head_dim, kvd = hp->kv_dim, n_ctx = fw->kv.n_ctx;
+    const int32_t group = hp->n_heads / hp->n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *att = fw->buf.att + (size_t)thread * (size_t)n_ctx;
+    const float *kc = fw->kv.k + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd;
+    const float *vc = fw->kv.v + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd;
+
+    for (int64_t i = i0; i < i1; i++) {
+        int32_t t = (int32_t)(i / hp->n_heads), h = (int32_t)(i % hp->n_heads);
+        int32_t kvh = h / group;
+        int32_t n_pos = job->pos + t + 1; /* causal: positions 0..pos+t */
+        const float *q = fw->buf.q + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
+        float *out = fw->buf.xb2 + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
+
+        /* scores[p] = q . k[p] / sqrt(hd), softmax over p */
+        float mx = -INFINITY;
+        for (int32_t p = 0; p < n_pos; p++) {
+            const float *k = kc + (size_t)p * (size_t)kvd + (size_t)kvh * (size_t)hd;
+            att[p] = fw->pv->dot_f32(q, k, hd) * scale;
+            if (att[p] > mx) mx = att[p];
+        }
+        float sum = 0.0f;
+        for (int32_t p = 0; p < n_pos; p++) {
+            att[p] = expf(att[p] - mx);
+            sum += att[p];
+        }
+        float inv = 1.0f / sum;
+
+        /* out = sum_p softmax[p] * v[p] */
+        memset(out, 0, (size_t)hd * sizeof *out);
+        for (int32_t p = 0; p < n_pos; p++) {
+            const float *v = vc + (size_t)p * (size_t)kvd + (size_t)kvh * (size_t)hd;
+            fw->pv->axpy_f32(out, att[p] * inv, v, hd);
+        }
+    }
+}
+
+/* ---- the forward pass ------------------------------------------------------- */
+
+slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, int32_t pos,
+                           float *logits, int all_logits) {
+    const slm_model *m = fw->model;
+    const slm_hparams *hp = &m->hp;
+    slm_forward_buf *b = &fw->buf;
+    const int32_t D = hp->dim, KV = hp->kv_dim, F = hp->ffn_dim, V = hp->n_vocab;
+
+    if (n <= 0 || n > b->n_batch)
+        return slm_fail(SLM_ERR_INVALID_ARG, "forward: batch of %d tokens (limit %d)", n,
+                        b->n_batch);
+    if (pos < 0 || pos + n > fw->kv.n_ctx)
+        return slm_fail(SLM_ERR_CONTEXT, "forward: positions %d..%d exceed the context of %d",
+                        pos, pos + n - 1, fw->kv.n_ctx);
+    for (int32_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= V)
+            return slm_fail(SLM_ERR_INVALID_ARG, "forward: token id %d outside the vocabulary (%d)",
+                            tokens[t], V);
+
+    /* x[B][D] = token embeddings */
+    for (int32_t t = 0; t < n; t++) {
+        const uint8_t *row = m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes;
+        fw->pv->dequantize_row(m->tok_embd.type, row, b->x + (size_t)t * D, D);
+    }
+
+    for (int32_t l = 0; l < hp->n_layers; l++) {
+        const slm_layer *L = &m->layers[l];
+
+        /* attention: xb = rmsnorm(x); q,k,v = Wq xb, Wk xb, Wv xb (+ biases) */
+        for (int32_t t = 0; t < n; t++)
+            rmsnorm(b->xb + (size_t)t * D, b->x + (size_t)t * D, L->attn_norm, D, hp->norm_eps);
+        matmul(fw, &L->wq, b->xb, n, D, b->q, D);  /* q[B][D]  */
+        matmul(fw, &L->wk, b->xb, n, D, b->k, KV); /* k[B][KV] */
+        matmul(fw, &L->wv, b->xb, n, D, b->v, KV); /* v[B][KV] */
+        for (int32_t t = 0; t < n; t++) {
+            if (L->bq)
+                for (int32_t i = 0; i < D; i++) b->q[(size_t)t * D + i] += L->bq[i];
+            if (L->bk)
+                for (int32_t i = 0; i < KV; i++) b->k[(size_t)t * KV + i] += L->bk[i];
+            if (L->bv)
+                for (int32_t i = 0; i < KV; i++) b->v[(size_t)t * KV + i] += L->bv[i];
+        }
+
+        /* RoPE on q and k, then k, v into the cache at their positions */
+        for (int32_t t = 0; t < n; t++) {
+            const float *cs = b->rope + (size_t)(pos + t) * (size_t)hp->rope_dim;
+            for (int32_t h = 0; h < hp->n_heads; h++)
+                rope_head(b->q + (size_t)t * D + (size_t)h * hp->head_dim, cs, hp->rope_dim,
+                          hp->rope_style);
+            for (int32_t h = 0; h < hp->n_kv_heads; h++)
+                rope_head(b->k + (size_t)t * KV + (size_t)h * hp->head_dim, cs, hp->rope_dim,
+                          hp->rope_style);
+            size_t at = ((size_t)l * (size_t)fw->kv.n_ctx + (size_t)(pos + t)) * (size_t)KV;
+            memcpy(fw->kv.k + at, b->k + (size_t)t * KV, (size_t)KV * sizeof(float));
+            memcpy(fw->kv.v + at, b->v + (size_t)t * KV, (size_t)KV * sizeof(float));
+        }
+
+        /* xb2[B][D] = causal softmax(q k^T / sqrt(hd)) v, per head */
+        attn_job job = {fw, l, n, pos};
+        slm_pool_run(fw->pool, (int64_t)n * hp->n_heads, 1, attn_task, &job);
+
+        /* x += Wo xb2 */
+        matmul(fw, &L->wo, b->xb2, n, D, b->xb, D);
+        for (size_t i = 0; i < (size_t)n * (size_t)D; i++) b->x[i] += b->xb[i];
+
+        /* FFN: x += Wdown (silu(Wgate xb) * Wup xb), xb = rmsnorm(x) */
+        for (int32_t t = 0; t < n; t++)
+            rmsnorm(b->xb + (size_t)t * D, b->x + (size_t)t * D, L->ffn_norm, D, hp->norm_eps);
+        matmul(fw, &L->w_gate, b->xb, n, D, b->hb, F); /* hb[B][F]  */
+        matmul(fw, &L->w_up, b->xb, n, D, b->hb2, F);  /* hb2[B][F] */
+        for (size_t i = 0; i < (size_t)n * (size_t)F; i++) {
+            float g = b->hb[i];
+            b->hb[i] = g / (1.0f + expf(-g)) * b->hb2[i];
+        }
+        matmul(fw, &L->w_down, b->hb, n, F, b->xb, D);
+        for (size_t i = 0; i < (size_t)n * (size_t)D; i++) b->x[i] += b->xb[i];
+    }
+
+    if (!logits) return SLM_OK;
+
+    /* logits[V] (or [B][V]) = Wout rmsnorm(x) */
+    int32_t first = all_logits ? 0 : n - 1;
+    int32_t rows = n - first;
+    for (int32_t t = first; t < n; t++)
+        rmsnorm(b->xb + (size_t)t * D, b->x + (size_t)t * D, m->output_norm, D, hp->norm_eps);
+    matmul(fw, &m->output, b->xb + (size_t)first * D, rows, D, logits, V);
+    return SLM_OK;
+}
+
+/* ---- buffers ------------------------------------------------------------------ */
+
+static slm_status alloc_floats(float **p, size_t n, const char *what) {
+    *p = slm_alloc_aligned(n, sizeof(float));
+    if (!*p) return slm_fail(SLM_ERR_NOMEM, "cannot allocate %zu floats for %s", n, what);
+    return SLM_OK;
+}
+
+slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provider *pv,
+                            slm_pool *pool, int32_t n_ctx, int32_t n_batch) {
+    slm_status st = SLM_OK;
+    memset(fw, 0, sizeof *fw);
+    fw->model = m;
+    fw->pv = pv;
+    fw->pool = pool;
+    const slm_hparams *hp = &m->hp;
+    if (n_batch > n_ctx) n_batch = n_ctx;
+    slm_forward_buf *b = &fw->buf;
+    b->n_batch = n_batch;
+    fw->kv.n_ctx = n_ctx;
+    size_t B = (size_t)n_batch, threads = (size_t)slm_pool_threads(pool);
+    size_t kv_floats = (size_t)hp->n_layers * (size_t)n_ctx * (size_t)hp->kv_dim;
+
+    SLM_CHECK(alloc_floats(&fw->kv.k, kv_floats, "the key cache"));
+    SLM_CHECK(alloc_floats(&fw->kv.v, kv_floats, "the value cache"));
+    SLM_CHECK(alloc_floats(&b->x, B * (size_t)hp->dim, "activations"));
+    SLM_CHECK(alloc_floats(&b->xb, B * (size_t)hp->dim, "activations"));
+    SLM_CHECK(alloc_floats(&b->xb2, B * (size_t)hp->dim, "activations"));
+    SLM_CHECK(alloc_floats(&b->q, B * (size_t)hp->dim, "queries"));
+    SLM_CHECK(alloc_floats(&b->k, B * (size_t)hp->kv_dim, "keys"));
+    SLM_CHECK(alloc_floats(&b->v, B * (size_t)hp->kv_dim, "values"));
+    SLM_CHECK(alloc_floats(&b->hb, B * (size_t)hp->ffn_dim, "FFN activations"));
+    SLM_CHECK(alloc_floats(&b->hb2, B * (size_t)hp->ffn_dim, "FFN activations"));
+    SLM_CHECK(alloc_floats(&b->att, threads * (size_t)n_ctx, "attention scores"));
+    SLM_CHECK(alloc_floats(&b->rope, (size_t)n_ctx * (size_t)hp->rope_dim, "RoPE tables"));
+    int64_t widest = hp->ffn_dim > hp->dim ? hp->ffn_dim : hp->dim;
+    b->scratch_per_thread = slm_matmul_scratch_floats(widest);
+    SLM_CHECK(alloc_floats(&b->scratch, threads * b->scratch_per_thread, "matmul scratch"));
+
+    /* cos/sin of pos * base^(-2i/rope_dim), computed once in double */
+    for (int32_t p = 0; p < n_ctx; p++) {
+        for (int32_t i = 0; i < hp->rope_dim / 2; i++) {
+            double freq = pow((double)hp->rope_base, -2.0 * i / hp->rope_dim);
+            double a = (double)p * freq;
+            b->rope[(size_t)p * (size_t)hp->rope_dim + 2 * (size_t)i] = (float)cos(a);
+            b->rope[(size_t)p * (size_t)hp->rope_dim + 2 * (size_t)i + 1] = (float)sin(a);
+        }
+    }
+    return SLM_OK;
+cleanup:
+    slm_forward_free(fw);
+    return st;
+}
+
+void slm_forward_free(slm_forward *fw) {
+    if (!fw) return;
+    slm_lora_set_free(fw->lora);
+    free(fw->kv.k);
+    free(fw->kv.v);
+    slm_forward_buf *b = &fw->buf;
+    free(b->x);
+    free(b->xb);
+    free(b->xb2);
+    free(b->q);
+    free(b->k);
+    free(b->v);
+    free(b->hb);
+    free(b->hb2);
+    free(b->att);
+    free(b->rope);
+    free(b->scratch);
+    memset(fw, 0, sizeof *fw);
+}

@@ -1,0 +1,8 @@
+slm-signature v1
+algorithm: ed25519-blake2b256
+file-size: 1
+file-hash: d161d71145abeec5ef15abcf0459cec60a27321e2f0ac0ef7ace5254f5944476
+key-id: fce8dbb2aff11112
+created: 1795501676
+comment: 
+signature: a35c85f96abcbdc80e671bf1b118337111e274149b44907ca8112a06362ffe724f0d45d5f410fcca23afe77bb5927ce99294c58a145ecace5e9bc0b0aac8ad0d

@@ -1,0 +1,8 @@
+slm-signature v1
+algorithm: ed25519-blake2b256
+file-size: 23040
+file-hash: e3f81fd1a4183069e20139d880e320c661d0c5e4ef7a0cabac30c89190ae4020
+key-id: fce8dbb2aff11112
+created: 1795501676
+comment: seed corpus
+signature: ee11a1ad6ed96dafe7daccfecae87e7482d0695ecee061df529cb5fc70ae71943bc33b96fb556f184796428623a88517c07d9bb93aec6b2fcf76c0b23bf65c08

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# LoRA adapters as a user drives them (issue 8): slm run --lora, the config's
+# "adapters", slm lora merge, refusals of malformed or unsigned adapters.
+source "$(dirname "$0")/lib.sh"
+
+expect_status 0 "lora --help" "$SLM" lora --help
+stdout_has "usage: slm lora merge" "lora --help"
+expect_status 0 "lora merge --help" "$SLM" lora merge --help
+stdout_has "--type" "lora merge --help"
+expect_status 2 "lora without subcommand" "$SLM" lora
+expect_status 2 "lora unknown subcommand" "$SLM" lora split a b c
+stderr_has "split" "lora unknown subcommand"
+expect_status 2 "lora merge missing files" "$SLM" lora merge a.gguf b.gguf
+stderr_has "OUT.gguf" "lora merge missing files"
+expect_status 2 "lora merge unknown option" "$SLM" lora merge a b c --bogus
+stderr_has "--bogus" "lora merge unknown option"
+expect_status 2 "lora merge bad scale" "$SLM" lora merge a b c --scale x
+expect_status 0 "run --help" "$SLM" run --help
+stdout_has "--lora FILE[:SCALE]" "run --help mentions --lora"
+
+M="$SHARED/models/stories260K.gguf"
+if [[ ! -f "$M" ]]; then
+  echo "SKIP part: $M not found; the adapter checks did not run"
+  finish
+  exit $?
+fi
+command -v python3 >/dev/null || { echo "SKIP part: no python3 to write adapters"; finish; exit $?; }
+
+# A random adapter for stories260K (dim 64, kv 32, ffn 172, 5 layers) in
+# llama.cpp's GGUF LoRA layout: lora_a ne = [n_in, r], lora_b ne = [r, n_out].
+# mkadapter OUT SEED [missing-alpha|bad-shape]
+mkadapter() {
+  python3 - "$@" <<'EOF'
+import random, struct, sys
+out, seed = sys.argv[1], int(sys.argv[2])
+fault = sys.argv[3] if len(sys.argv) > 3 else ""
+rng = random.Random(seed)
+dims = {"attn_q": (64, 64), "attn_v": (64, 32), "ffn_up": (64, 172), "ffn_down": (172, 64)}
+targets = [(0, "attn_q", 8), (2, "attn_v", 4), (1, "ffn_up", 8), (4, "ffn_down", 16)]
+def s(x):
+    b = x.encode()
+    return struct.pack("<Q", len(b)) + b
+kv = [("general.architecture", 8, s("llama")), ("general.type", 8, s("adapter")),
+      ("adapter.type", 8, s("lora"))]
+if fault != "missing-alpha":
+    kv.append(("adapter.lora.alpha", 6, struct.pack("<f", 16.0)))
+tensors = []
+for l, stem, r in targets:
+    n_in, n_out = dims[stem]
+    if fault == "bad-shape" and not tensors:
+        n_in += 1
+    tensors.append(("blk.%d.%s.weight.lora_a" % (l, stem), [n_in, r]))
+    tensors.append(("blk.%d.%s.weight.lora_b" % (l, stem), [r, n_out]))
+head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
+for k, t, v in kv:
+    head += s(k) + struct.pack("<I", t) + v
+data, off = b"", 0
+for name, ne in tensors:
+    head += s(name) + struct.pack("<I", 2) + struct.pack("<QQ", *ne) + struct.pack("<IQ", 0, off)
+    blob = struct.pack("<%df" % (ne[0] * ne[1]), *[rng.gauss(0, 0.2) for _ in range(ne[0] * ne[1])])
+    blob += b"\0" * (-len(blob) % 32)
+    data += blob
+    off += len(blob)
+head += b"\0" * (-len(head) % 32)
+open(out, "wb").write(head + data)
+EOF
+}
+A="$TMPD/a.gguf"
+B="$TMPD/b.gguf"
+mkadapter "$A" 1
+mkadapter "$B" 2
+RUN=(run -p "Once upon a time" -n 40 --temp 0 -q -t 2)
+
+expect_status 0 "run base" "$SLM" "${RUN[@]}" -m "$M"
+cp "$TMPD/out" "$TMPD/base.txt"
+expect_status 0 "run --lora" "$SLM" "${RUN[@]}" -m "$M" --lora "$A"
+cp "$TMPD/out" "$TMPD/a.txt"
+check "the adapter changes the output" bash -c "! cmp -s '$TMPD/a.txt' '$TMPD/base.txt'"
+expect_status 0 "run --lora :0" "$SLM" "${RUN[@]}" -m "$M" --lora "$A:0"
+check "scale 0 gives the base model's output" cmp -s "$TMPD/out" "$TMPD/base.txt"
+expect_status 0 "run --lora :1" "$SLM" "${RUN[@]}" -m "$M" --lora "$A:1.0"
+check "scale 1 = default" cmp -s "$TMPD/out" "$TMPD/a.txt"
+expect_status 0 "config adapters" "$SLM" "${RUN[@]}" -m "$M" --config "{\"adapters\":[\"$A\"]}"
+check "config adapters = --lora" cmp -s "$TMPD/out" "$TMPD/a.txt"
+
+# merge: the merged model generates what the adapter does
+expect_status 0 "lora merge" "$SLM" lora merge "$M" "$A" "$TMPD/merged.gguf"
+expect_status 0 "run merged" "$SLM" "${RUN[@]}" -m "$TMPD/merged.gguf"
+check "merged model = base + adapter" cmp -s "$TMPD/out" "$TMPD/a.txt"
+# two adapters at once = merging both
+expect_status 0 "run two adapters" "$SLM" "${RUN[@]}" -m "$M" --lora "$A" --lora "$B:0.5"
+cp "$TMPD/out" "$TMPD/ab.txt"
+expect_status 0 "lora merge second" "$SLM" lora merge "$TMPD/merged.gguf" "$B" "$TMPD/merged2.gguf" --scale 0.5
+expect_status 0 "run merged twice" "$SLM" "${RUN[@]}" -m "$TMPD/merged2.gguf"
+check "two adapters = merged twice" cmp -s "$TMPD/out" "$TMPD/ab.txt"
+expect_status 0 "lora merge --type f16" "$SLM" lora merge "$M" "$A" "$TMPD/m16.gguf" --type f16
+expect_status 0 "info merged f16" "$SLM" info "$TMPD/m16.gguf"
+stdout_has "f16 x 4" "only the 4 targeted matrices become f16"
+
+# refusals
+before=$(sha256sum "$M" | cut -d' ' -f1)
+expect_status 1 "merge onto the base" "$SLM" lora merge "$M" "$A" "$M"
+stderr_has "differ" "merge onto the base"
+check "base untouched" test "$(sha256sum "$M" | cut -d' ' -f1)" = "$before"
+expect_status 1 "merge unknown type" "$SLM" lora merge "$M" "$A" "$TMPD/x.gguf" --type q9_z
+stderr_has "q9_z" "merge unknown type"
+check "no output on failure" test ! -e "$TMPD/x.gguf"
+expect_status 1 "missing adapter" "$SLM" "${RUN[@]}" -m "$M" --lora "$TMPD/none.gguf"
+stderr_has "none.gguf" "missing adapter"
+mkadapter "$TMPD/noalpha.gguf" 3 missing-alpha
+expect_status 1 "adapter without alpha" "$SLM" "${RUN[@]}" -m "$M" --lora "$TMPD/noalpha.gguf"
+stderr_has "adapter.lora.alpha" "adapter without alpha"
+stderr_has "noalpha.gguf" "adapter without alpha names the file"
+mkadapter "$TMPD/shape.gguf" 3 bad-shape
+expect_status 1 "adapter with a wrong shape" "$SLM" "${RUN[@]}" -m "$M" --lora "$TMPD/shape.gguf"
+stderr_has "blk.0.attn_q.weight" "wrong shape names the tensor"
+head -c 500 "$A" >"$TMPD/trunc.gguf"
+expect_status 1 "truncated adapter" "$SLM" "${RUN[@]}" -m "$M" --lora "$TMPD/trunc.gguf"
+stderr_has "trunc.gguf" "truncated adapter"
+expect_status 1 "a model is not an adapter" "$SLM" "${RUN[@]}" -m "$M" --lora "$M"
+stderr_has "not a LoRA adapter" "a model is not an adapter"
+expect_status 2 "too many --lora" "$SLM" "${RUN[@]}" -m "$M" --lora a --lora a --lora a \
+  --lora a --lora a --lora a --lora a --lora a --lora a
+expect_status 2 "--lora without a value" "$SLM" run -p x --lora
+
+# signatures: with require_signature an adapter needs its own valid .sig
+K="$TMPD/keys"
+mkdir -p "$K/trust"
+"$SLM" keygen --out "$K/alice" >/dev/null 2>&1
+cp "$K/alice.pub" "$K/trust/"
+cp "$M" "$TMPD/model.gguf"
+"$SLM" sign "$TMPD/model.gguf" --key "$K/alice.key" >/dev/null 2>&1
+TRUST="\"require_signature\":true,\"trust_dir\":\"$K/trust\""
+expect_status 1 "unsigned adapter refused" "$SLM" "${RUN[@]}" -m "$TMPD/model.gguf" \
+  --config "{$TRUST}" --lora "$A"
+stderr_has "a.gguf" "unsigned adapter refused names it"
+stderr_has "signature" "unsigned adapter refused says why"
+"$SLM" sign "$A" --key "$K/alice.key" >/dev/null 2>&1
+expect_status 0 "signed adapter accepted" "$SLM" "${RUN[@]}" -m "$TMPD/model.gguf" \
+  --config "{$TRUST}" --lora "$A"
+check "signed adapter output" cmp -s "$TMPD/out" "$TMPD/a.txt"
+printf 'x' >>"$A"
+expect_status 1 "tampered adapter refused" "$SLM" "${RUN[@]}" -m "$TMPD/model.gguf" \
+  --config "{$TRUST}" --lora "$A"
+stderr_has "mismatch" "tampered adapter refused"
+
+finish

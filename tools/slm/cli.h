@@ -1,0 +1,68 @@
+/* Shared pieces of the slm command-line tool. Uses only the public API. */
+#ifndef SLM_CLI_H
+#define SLM_CLI_H
+
+#include <stdio.h>
+
+#include "slm.h"
+
+/* Each command: argv[0] is the command name. Returns the process exit code. */
+int cmd_run(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_bench_tokenize(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_sign(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_template(int argc, char **argv);
+int cmd_lora(int argc, char **argv);
+/* The quality report of slm compare (and slm quantize --eval). */
+void cli_print_compare(FILE *out, const slm_compare_result *r, int json, int32_t ctx);
+
+/* Exit codes. */
+enum { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2 };
+
+/* Prints "slm: <what>: <last error>" and returns CLI_ERROR. */
+int cli_fail(const char *what, slm_status st);
+/* Prints "slm CMD: msg" plus a --help hint; returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* In an option loop over argv with index i: takes the option's value. */
+#define CLI_VALUE(cmd, var)                                                                        \
+    do {                                                                                           \
+        if (i + 1 >= argc) return cli_usage_error(cmd, "option %s needs a value", argv[i]);       \
+        (var) = argv[++i];                                                                         \
+    } while (0)
+
+/* Strict number parsing for option values; on failure prints a usage error. */
+int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                    double *out);
+
+/* The model to use: -m value, else $SLM_MODEL, else stories260K.gguf from the
+ * shared fixtures beside the project. NULL (with a message printed) if none. */
+const char *cli_default_model(const char *given, char *buf, size_t cap);
+
+/* Builds a config: defaults, then --config (inline JSON or a file), then the
+ * JSON fragments the command's flags produced (in order). */
+int cli_build_config(const char *cmd, const char *config_arg, const char *const *frags,
+                     int n_frags, slm_config **out);
+
+/* Appends a JSON fragment {"key": value} to a list (value is raw JSON text). */
+typedef struct cli_frags {
+    char items[32][4352];
+    int n;
+} cli_frags;
+int cli_frag(cli_frags *f, const char *key, const char *raw_json_value);
+int cli_frag_string(cli_frags *f, const char *key, const char *value);
+
+/* Reads a whole file (or stdin for "-"); malloc'd, NUL-terminated. */
+char *cli_read_text(const char *path, size_t *len);
+
+#endif
