@@ -67,6 +67,20 @@ static int32_t argmax(const float *logits, int32_t n) {
     return best;
 }
 
+/* Restores the min-heap order (worst kept candidate at c[0]) below j. */
+static void sift_down(slm_candidate *c, int32_t k, int32_t j) {
+    for (;;) {
+        int32_t l = 2 * j + 1, r = l + 1, w = j;
+        if (l < k && cand_cmp(&c[l], &c[w]) > 0) w = l;
+        if (r < k && cand_cmp(&c[r], &c[w]) > 0) w = r;
+        if (w == j) return;
+        slm_candidate t = c[j];
+        c[j] = c[w];
+        c[w] = t;
+        j = w;
+    }
+}
+
 /* Moves the k best candidates to the front, sorted (partial selection via a
  * min-heap of size k, then a sort of those k). */
 static void select_top_k(slm_candidate *c, int32_t n, int32_t k) {
@@ -74,34 +88,11 @@ static void select_top_k(slm_candidate *c, int32_t n, int32_t k) {
         qsort(c, (size_t)n, sizeof *c, cand_cmp);
         return;
     }
-    /* heap[0] is the worst of the kept k */
-    for (int32_t i = k / 2 - 1; i >= 0; i--) {
-        int32_t j = i;
-        for (;;) {
-            int32_t l = 2 * j + 1, r = l + 1, w = j;
-            if (l < k && cand_cmp(&c[l], &c[w]) > 0) w = l;
-            if (r < k && cand_cmp(&c[r], &c[w]) > 0) w = r;
-            if (w == j) break;
-            slm_candidate t = c[j];
-            c[j] = c[w];
-            c[w] = t;
-            j = w;
-        }
-    }
+    for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
     for (int32_t i = k; i < n; i++) {
         if (cand_cmp(&c[i], &c[0]) >= 0) continue; /* not better than the worst kept */
         c[0] = c[i];
-        int32_t j = 0;
-        for (;;) {
-            int32_t l = 2 * j + 1, r = l + 1, w = j;
-            if (l < k && cand_cmp(&c[l], &c[w]) > 0) w = l;
-            if (r < k && cand_cmp(&c[r], &c[w]) > 0) w = r;
-            if (w == j) break;
-            slm_candidate t = c[j];
-            c[j] = c[w];
-            c[w] = t;
-            j = w;
-        }
+        sift_down(c, k, 0);
     }
     qsort(c, (size_t)k, sizeof *c, cand_cmp);
 }

@@ -62,6 +62,12 @@ typedef struct cli_frags {
 int cli_frag(cli_frags *f, const char *key, const char *raw_json_value);
 int cli_frag_string(cli_frags *f, const char *key, const char *value);
 
+/* The numeric options shared by run and chat (-n, --temp, --top-k, --top-p,
+ * --min-p, --repeat-penalty, --seed, -t, -c, --keep): when argv[*i] is one,
+ * takes its value, appends the config fragment and returns CLI_OK; returns
+ * CLI_USAGE (message printed) on a bad value, -1 when argv[*i] is none. */
+int cli_number_option(const char *cmd, int argc, char **argv, int *i, cli_frags *fr);
+
 /* Reads a whole file (or stdin for "-"); malloc'd, NUL-terminated. */
 char *cli_read_text(const char *path, size_t *len);
 

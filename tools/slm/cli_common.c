@@ -165,3 +165,41 @@ char *cli_read_text(const char *path, size_t *len) {
     *len = n;
     return buf;
 }
+
+int cli_number_option(const char *cmd, int argc, char **argv, int *i, cli_frags *fr) {
+    static const struct {
+        const char *s, *l, *key;
+        int integer;
+        double lo, hi;
+    } num[] = {
+        {"-n", "--max-tokens", "max_tokens", 1, 0, 1 << 24},
+        {NULL, "--temp", "temperature", 0, 0, 100},
+        {NULL, "--top-k", "top_k", 1, 0, 1 << 24},
+        {NULL, "--top-p", "top_p", 0, 0, 1},
+        {NULL, "--min-p", "min_p", 0, 0, 1},
+        {NULL, "--repeat-penalty", "repeat_penalty", 0, 0.01, 100},
+        {NULL, "--seed", "seed", 1, 0, 9007199254740991.0},
+        {"-t", "--threads", "threads", 1, 0, 256},
+        {"-c", "--ctx", "n_ctx", 1, 0, 1 << 20},
+        {NULL, "--keep", "n_keep", 1, -1, 1 << 20},
+    };
+    const char *a = argv[*i];
+    for (size_t k = 0; k < sizeof num / sizeof num[0]; k++) {
+        if (!((num[k].s && !strcmp(a, num[k].s)) || !strcmp(a, num[k].l))) continue;
+        if (*i + 1 >= argc) return cli_usage_error(cmd, "option %s needs a value", a);
+        const char *v = argv[++*i];
+        double d = 0;
+        if (num[k].integer) {
+            long l = 0;
+            if (cli_parse_int(cmd, a, v, (long)num[k].lo, (long)num[k].hi, &l)) return CLI_USAGE;
+            d = (double)l;
+        } else if (cli_parse_float(cmd, a, v, num[k].lo, num[k].hi, &d)) {
+            return CLI_USAGE;
+        }
+        char raw[64];
+        snprintf(raw, sizeof raw, "%.17g", d);
+        if (cli_frag(fr, num[k].key, raw)) return cli_usage_error(cmd, "too many options");
+        return CLI_OK;
+    }
+    return -1;
+}

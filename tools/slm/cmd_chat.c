@@ -12,16 +12,19 @@ static const char *CHAT_HELP =
     "template (GGUF tokenizer.chat_template); when the model has none, or it\n"
     "cannot be rendered, a built-in format matching the vocabulary is used and\n"
     "a line on stderr names it. Message text is never parsed for control\n"
-    "tokens. End with an empty line at EOF (Ctrl-D) or '/exit'; '/reset'\n"
+    "tokens. End with Ctrl-D (end of input) or '/exit'; '/reset'\n"
     "starts over.\n"
     "\n"
     "  -m, --model PATH     GGUF model (default as for 'slm run')\n"
     "  --system TEXT        a system message to start the conversation with\n"
     "  -n, --max-tokens N   tokens per reply at most (default 512)\n"
     "  --temp T             temperature (default 0.8)\n"
+    "  --top-k K, --top-p P, --min-p P, --repeat-penalty R\n"
+    "                       sampling filters, as for 'slm run'\n"
     "  --seed S             sampling seed (default 0)\n"
     "  -t, --threads N      threads, 0 = one per core\n"
     "  -c, --ctx N          context window (default: the model's, at most 4096)\n"
+    "  --keep N             tokens kept at the start when the context is trimmed\n"
     "  --config JSON|FILE   runtime config; flags override it\n"
     "  -h, --help           this help\n";
 
@@ -56,7 +59,6 @@ int cmd_chat(int argc, char **argv) {
     cli_frag(&fr, "max_tokens", "512");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(CHAT_HELP, stdout);
             return CLI_OK;
@@ -67,29 +69,9 @@ int cmd_chat(int argc, char **argv) {
         } else if (!strcmp(a, "--config")) {
             CLI_VALUE("chat", config_arg);
         } else {
-            static const struct {
-                const char *s, *l, *key;
-                double lo, hi;
-                int integer;
-            } num[] = {{"-n", "--max-tokens", "max_tokens", 1, 1 << 24, 1},
-                       {NULL, "--temp", "temperature", 0, 100, 0},
-                       {NULL, "--seed", "seed", 0, 9007199254740991.0, 1},
-                       {"-t", "--threads", "threads", 0, 256, 1},
-                       {"-c", "--ctx", "n_ctx", 0, 1 << 20, 1}};
-            size_t k = 0;
-            while (k < sizeof num / sizeof num[0] &&
-                   !((num[k].s && !strcmp(a, num[k].s)) || !strcmp(a, num[k].l)))
-                k++;
-            if (k == sizeof num / sizeof num[0])
-                return cli_usage_error("chat", "unknown option '%s'", a);
-            CLI_VALUE("chat", v);
-            double d = 0;
-            if (cli_parse_float("chat", a, v, num[k].lo, num[k].hi, &d)) return CLI_USAGE;
-            if (num[k].integer && d != (double)(long long)d)
-                return cli_usage_error("chat", "option %s: expected an integer", a);
-            char raw[64];
-            snprintf(raw, sizeof raw, "%.17g", d);
-            cli_frag(&fr, num[k].key, raw);
+            int used = cli_number_option("chat", argc, argv, &i, &fr);
+            if (used == CLI_USAGE) return CLI_USAGE;
+            if (used != CLI_OK) return cli_usage_error("chat", "unknown option '%s'", a);
         }
     }
     char buf[4096];

@@ -152,43 +152,9 @@ int cmd_run(int argc, char **argv) {
             n_stop++;
         } else {
             /* numeric options map onto config keys */
-            static const struct {
-                const char *s, *l, *key;
-                int integer;
-                double lo, hi;
-            } num[] = {
-                {"-n", "--max-tokens", "max_tokens", 1, 0, 1 << 24},
-                {NULL, "--temp", "temperature", 0, 0, 100},
-                {NULL, "--top-k", "top_k", 1, 0, 1 << 24},
-                {NULL, "--top-p", "top_p", 0, 0, 1},
-                {NULL, "--min-p", "min_p", 0, 0, 1},
-                {NULL, "--repeat-penalty", "repeat_penalty", 0, 0.01, 100},
-                {NULL, "--seed", "seed", 1, 0, 9007199254740991.0},
-                {"-t", "--threads", "threads", 1, 0, 256},
-                {"-c", "--ctx", "n_ctx", 1, 0, 1 << 20},
-                {NULL, "--keep", "n_keep", 1, -1, 1 << 20},
-            };
-            int found = 0;
-            for (size_t k = 0; k < sizeof num / sizeof num[0]; k++) {
-                if ((num[k].s && !strcmp(a, num[k].s)) || !strcmp(a, num[k].l)) {
-                    const char *v;
-            CLI_VALUE("run", v);
-                    double d = 0;
-                    if (num[k].integer) {
-                        long l = 0;
-                        if (cli_parse_int("run", a, v, (long)num[k].lo, (long)num[k].hi, &l))
-                            return CLI_USAGE;
-                        d = (double)l;
-                    } else if (cli_parse_float("run", a, v, num[k].lo, num[k].hi, &d)) {
-                        return CLI_USAGE;
-                    }
-                    char raw[64];
-                    snprintf(raw, sizeof raw, "%.17g", d);
-                    cli_frag(&fr, num[k].key, raw);
-                    found = 1;
-                    break;
-                }
-            }
+            int used = cli_number_option("run", argc, argv, &i, &fr);
+            if (used == CLI_USAGE) return CLI_USAGE;
+            int found = used == CLI_OK;
             if (!found) return cli_usage_error("run", "unknown option '%s'", a);
         }
     }
