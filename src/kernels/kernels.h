@@ -34,14 +34,24 @@ typedef struct slm_provider {
     /* Row dequantization into f32 (n multiple of the block size). */
     void (*dequantize_row)(uint32_t type, const void *src, float *dst, int64_t n);
     /* Optional (NULL: slm_matmul's generic row loops). Y[t][r] for rows
-     * [r0, r1) of W and all n_tok tokens, with slm_matmul's strides; every
-     * (row, token) must get the bits dot_row(row, x_t) gives, so that a token
-     * computes the same alone as in a batch. `scratch` holds
+     * [r0, r1) of W and all n_tok tokens, with slm_matmul's strides. Each
+     * (row, token) must get the same bits whatever the batch around the
+     * token and whatever the split of rows; it is dot_row(row, x_t) except
+     * for types where int8_activations says otherwise. `scratch` holds
      * slm_matmul_scratch_floats(W->n_cols) floats for this call alone. */
     void (*matmul_rows)(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                         int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                         float *scratch);
+    /* Optional (NULL = never): 1 when matmul_rows quantizes activations to
+     * 8-bit blocks of 32 (scale max|x|/127, round to nearest) for this weight
+     * type and uses integer dot products; the result then differs from
+     * dot_row by that rounding, at most sum over blocks of
+     * (max|x_block| / 254) * sum|w_block|, plus float rounding. */
+    int (*int8_activations)(uint32_t type);
 } slm_provider;
+
+/* Tokens whose 8-bit activations fit in the matmul scratch at once. */
+#define SLM_MATMUL_X8_TOKENS 16
 
 /* The providers themselves (avx2 and avx512 only on x86). */
 extern const slm_provider slm_provider_ref;
@@ -67,7 +77,9 @@ int slm_kernels_support(uint32_t type);
 /* Y[t][r] = sum_c W[r][c] * X[t][c] for t < n_tok, r < W->n_rows.
  * X rows are x_stride floats apart, Y rows y_stride floats apart. Rows of W
  * are split across the pool's threads; each row is read once for all
- * tokens. `scratch` holds slm_matmul_scratch_floats(W) floats per thread. */
+ * tokens. `scratch` holds slm_matmul_scratch_floats(W) floats per thread:
+ * a tile of dequantized rows and SLM_MATMUL_X8_TOKENS tokens of 8-bit
+ * activations. */
 void slm_matmul(const slm_provider *pv, slm_pool *pool, const slm_matrix *W, const float *X,
                 int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride, float *scratch);
 size_t slm_matmul_scratch_floats(int64_t n_cols);

@@ -205,8 +205,14 @@ slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provi
     size_t B = (size_t)n_batch, threads = (size_t)slm_pool_threads(pool);
     size_t kv_floats = (size_t)hp->n_layers * (size_t)n_ctx * (size_t)hp->kv_dim;
 
-    SLM_CHECK(alloc_floats(&fw->kv.k, kv_floats, "the key cache"));
-    SLM_CHECK(alloc_floats(&fw->kv.v, kv_floats, "the value cache"));
+    /* The cache is only read where it was written: calloc lets the OS hand
+     * out zero pages lazily, so memory grows with the context actually used. */
+    fw->kv.k = slm_calloc(kv_floats, sizeof(float));
+    fw->kv.v = slm_calloc(kv_floats, sizeof(float));
+    if (!fw->kv.k || !fw->kv.v) {
+        st = slm_fail(SLM_ERR_NOMEM, "cannot allocate the KV cache (%zu floats)", 2 * kv_floats);
+        goto cleanup;
+    }
     SLM_CHECK(alloc_floats(&b->x, B * (size_t)hp->dim, "activations"));
     SLM_CHECK(alloc_floats(&b->xb, B * (size_t)hp->dim, "activations"));
     SLM_CHECK(alloc_floats(&b->xb2, B * (size_t)hp->dim, "activations"));

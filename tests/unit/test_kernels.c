@@ -83,8 +83,10 @@ static void test_rows(const slm_provider *pv, uint32_t type, int64_t n) {
     CHECK_MSG(fabs(d - exact) <= tol, "%s %s n=%lld: %.9g vs exact %.9g (tol %g)", pv->name, tn,
               (long long)n, d, exact, tol);
 
-    /* The provider's promise that slm_matmul's batch path relies on. */
-    float d2 = pv->dot_f32(wd, x, n);
+    /* The provider's promise that slm_matmul's generic batch path relies on
+     * (a provider with its own matmul_rows keeps batch and single consistent
+     * itself; test_matmul_type checks that). */
+    float d2 = pv->matmul_rows ? d : pv->dot_f32(wd, x, n);
     CHECK_MSG(memcmp(&d, &d2, sizeof d) == 0,
               "%s %s n=%lld: dot_row %.9g != dot_f32(dequantize_row) %.9g", pv->name, tn,
               (long long)n, d, d2);
@@ -140,6 +142,21 @@ typedef struct mm_case {
     int64_t x_stride, y_stride;
 } mm_case;
 
+/* Bound on |dot(w, x) - dot(w, x8)| when x is rounded to 8-bit blocks of 32
+ * with scale max|x|/127: each element moves by at most half a step. */
+static double x8_bound(const float *w, const float *x, int64_t n) {
+    double bound = 0;
+    for (int64_t b = 0; b + 32 <= n; b += 32) {
+        double amax = 0, wsum = 0;
+        for (int i = 0; i < 32; i++) {
+            amax = fmax(amax, fabs(x[b + i]));
+            wsum += fabs(w[b + i]);
+        }
+        bound += amax / 254.0 * wsum;
+    }
+    return bound * 1.001;
+}
+
 static float *run_matmul(const slm_provider *pv, slm_pool *pool, const mm_case *mc,
                          const slm_matrix *W, int64_t n_tok, const float *X) {
     int nt = slm_pool_threads(pool);
@@ -180,14 +197,18 @@ static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_
         CHECK_MSG(memcmp(Y[0], Y[p], ybytes) == 0, "%s %s: matmul differs between 1 and %d threads",
                   pv->name, tn, slm_pool_threads(pools[p]));
 
-    /* Close to the oracle; stride gaps untouched. */
+    /* Close to the oracle; stride gaps untouched. With 8-bit activations the
+     * tolerance adds the activation rounding bound (see kernels.h). */
+    int x8 = pv->int8_activations && pv->int8_activations(type);
     int ok = 1, gaps = 1;
     for (int t = 0; t < MM_TOK; t++) {
         for (int r = 0; r < MM_ROWS; r++) {
             double sum_abs;
-            double e =
-                dot_double(mc.wd + (size_t)r * n_cols, mc.X + t * mc.x_stride, n_cols, &sum_abs);
-            ok &= fabs(Y[0][t * mc.y_stride + r] - e) <= DOT_RTOL * sum_abs + 1e-30;
+            const float *wr = mc.wd + (size_t)r * n_cols, *xt = mc.X + t * mc.x_stride;
+            double e = dot_double(wr, xt, n_cols, &sum_abs);
+            double tol = DOT_RTOL * sum_abs + 1e-30;
+            if (x8) tol += x8_bound(wr, xt, n_cols);
+            ok &= fabs(Y[0][t * mc.y_stride + r] - e) <= tol;
         }
         for (int r = MM_ROWS; r < mc.y_stride; r++) gaps &= Y[0][t * mc.y_stride + r] == -12345.0f;
     }
@@ -211,6 +232,42 @@ static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_
     free(mc.data);
     free(mc.wd);
     free(mc.X);
+}
+
+/* More tokens than the 8-bit path quantizes at once (and than the GEMM's
+ * 3-token tiles): each token still gets the bits it gets alone, and the
+ * result does not depend on the thread count. */
+static void test_matmul_many_tokens(const slm_provider *pv, slm_pool *pools[3], uint32_t type,
+                                    int64_t n_cols) {
+    enum { NT = SLM_MATMUL_X8_TOKENS + 7, NR = 11 };
+    size_t rb = row_bytes(type, n_cols);
+    uint8_t *data = malloc(rb * NR);
+    float *w = malloc((size_t)n_cols * sizeof *w);
+    for (int r = 0; r < NR; r++) {
+        fill_normal(w, n_cols, 0.05f);
+        slm_quantize_row_ref(type, w, data + (size_t)r * rb, n_cols, NULL);
+    }
+    mm_case mc = {.type = type, .n_cols = n_cols, .x_stride = n_cols + 1, .y_stride = NR};
+    float *X = malloc((size_t)(NT * mc.x_stride) * sizeof *X);
+    fill_normal(X, NT * mc.x_stride, 1.0f);
+    slm_matrix W = {.type = type, .n_cols = n_cols, .n_rows = NR, .row_bytes = rb, .data = data};
+    float *Y1 = run_matmul(pv, pools[0], &mc, &W, NT, X);
+    float *Y2 = run_matmul(pv, pools[1], &mc, &W, NT, X);
+    CHECK_MSG(memcmp(Y1, Y2, (size_t)NT * NR * sizeof *Y1) == 0,
+              "%s %s: %d tokens differ between 1 and 2 threads", pv->name, slm_type_name(type), NT);
+    int same = 1;
+    for (int t = 0; t < NT; t++) {
+        float *y = run_matmul(pv, pools[0], &mc, &W, 1, X + t * mc.x_stride);
+        same &= memcmp(y, Y1 + t * NR, NR * sizeof *y) == 0;
+        free(y);
+    }
+    CHECK_MSG(same, "%s %s: a token differs alone and in a batch of %d", pv->name,
+              slm_type_name(type), NT);
+    free(Y1);
+    free(Y2);
+    free(X);
+    free(w);
+    free(data);
 }
 
 /* ---- selection ----------------------------------------------------------- */
@@ -250,6 +307,20 @@ static void test_selection(void) {
     const char *f[] = {"avx2", "ref"};
     CHECK(slm_provider_select(f, 2) == (slm_provider_avx2.available() ? &slm_provider_avx2 : ref));
     CHECK(slm_provider_find("AVX2") == &slm_provider_avx2);
+#endif
+#if defined(__x86_64__)
+    /* avx512 is preferred when the CPU has it, and falls back to the next
+     * name in the list when it does not. */
+    CHECK(slm_provider_find("avx512") == &slm_provider_avx512);
+    CHECK(slm_providers_all()[0] == &slm_provider_avx512);
+    const char *g[] = {"avx512", "avx2", "ref"};
+    const slm_provider *want_g = slm_provider_avx512.available()  ? &slm_provider_avx512
+                                 : slm_provider_avx2.available() ? &slm_provider_avx2
+                                                                  : ref;
+    CHECK(slm_provider_select(g, 3) == want_g);
+    if (slm_provider_avx512.available()) CHECK(best == &slm_provider_avx512);
+    /* avx512 needs everything avx2 needs */
+    if (slm_provider_avx512.available()) CHECK(slm_provider_avx2.available());
 #endif
 
     CHECK(slm_kernels_support(SLM_TYPE_F32));
@@ -294,6 +365,9 @@ int main(void) {
             test_matmul_type(pv, pools, t, bs == 1 ? 100 : 2 * (int64_t)bs);
             /* Long rows: several 32-element steps plus a ragged tail. */
             if (bs == 1) test_matmul_type(pv, pools, t, 1000);
+            /* Longer than a GEMM column block (512) with a ragged tail. */
+            if (bs == 1) test_matmul_type(pv, pools, t, 1100);
+            test_matmul_many_tokens(pv, pools, t, bs == 1 ? 77 : 3 * (int64_t)bs);
         }
         printf("provider %s: tested\n", pv->name);
     }

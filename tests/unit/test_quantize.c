@@ -108,9 +108,11 @@ static void test_types(const char *f32) {
     } cases[] = {
         /* Random weights are a worst case for rounding; the bounds are about
          * twice what the reference quantizers give here, far below the ~1.0
-         * of a wrong block layout. */
+         * of a wrong block layout. q8_0 allows 0.03: the avx512 provider also
+         * rounds activations to 8 bits (as llama.cpp's CPU path does), which
+         * adds about 0.01 to the 0.011 of the weights' rounding. */
         {"f16", 0.002, "f16", "f16"},    {"bf16", 0.02, "bf16", "bf16"},
-        {"q8_0", 0.02, "q8_0", "q8_0"},  {"q6_k", 0.08, "q6_k", "q8_0"},
+        {"q8_0", 0.03, "q8_0", "q8_0"},  {"q6_k", 0.08, "q6_k", "q8_0"},
         {"q5_k", 0.2, "q5_k", "q5_1"},   {"q5_1", 0.25, "q5_1", "q5_1"},
         {"q5_0", 0.25, "q5_0", "q5_0"},  {"q4_k", 0.4, "q4_k", "q5_0"},
         {"q4_1", 0.45, "q4_1", "q4_1"},  {"q4_0", 0.5, "q4_0", "q4_0"},
@@ -345,7 +347,7 @@ static void test_load_quant(const char *f32, const char *f16) {
     static const struct {
         const char *quant;
         double bound;
-    } cases[] = {{"int8", 0.02}, {"int4", 0.4}, {"q6_k", 0.08}, {"f16", 0.002}};
+    } cases[] = {{"int8", 0.03}, {"int4", 0.4}, {"q6_k", 0.08}, {"f16", 0.002}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char json[64];
         snprintf(json, sizeof json, "{\"quant\":\"%s\"}", cases[i].quant);

@@ -20,6 +20,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_lora(int argc, char **argv);
 /* The quality report of slm compare (and slm quantize --eval). */

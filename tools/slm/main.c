@@ -19,6 +19,7 @@ static const struct {
     {"quantize", cmd_quantize, "quantize an F32/F16/BF16 model (types, mixes, calibration)"},
     {"compare", cmd_compare, "quality of a quantized model against its base"},
     {"lora", cmd_lora, "LoRA adapters: merge one into a model (lora merge)"},
+    {"bench", cmd_bench, "speed, latency, memory and energy of a model on this machine"},
     {"bench-tokenize", cmd_bench_tokenize, "encoding speed of tokenizers (MB/s)"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, metrics)"},
     {"keygen", cmd_keygen, "create an Ed25519 key pair for signing models"},
