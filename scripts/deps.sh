@@ -22,10 +22,9 @@ if ((${#missing[@]} == 0)); then
   exit 0
 fi
 echo "slm: installing Debian packages: ${missing[*]}" >&2
-sudo_cmd=()
+sudo_cmd=(env DEBIAN_FRONTEND=noninteractive)
 if [[ $(id -u) -ne 0 ]]; then
-  sudo_cmd=(sudo)
+  sudo_cmd=(sudo env DEBIAN_FRONTEND=noninteractive) # sudo resets the environment
 fi
-export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -81,7 +81,11 @@ slm_status slm_session_new(slm_model *model, const slm_config *cfg_in, slm_sessi
     int32_t bos = slm_tokenizer_bos(model->tok);
     s->n_keep = cfg->n_keep >= 0 ? cfg->n_keep
                                  : (slm_tokenizer_add_bos(model->tok) && bos >= 0 ? 1 : 0);
-    if (s->n_keep > s->n_ctx / 2) s->n_keep = s->n_ctx / 2;
+    if (s->n_keep > s->n_ctx / 2) {
+        slm_log(SLM_LOG_WARN, "n_keep %d is more than half the context (%d): keeping %d", s->n_keep,
+                s->n_ctx, s->n_ctx / 2);
+        s->n_keep = s->n_ctx / 2;
+    }
 
     const char *names[SLM_MAX_PROVIDERS];
     for (int32_t i = 0; i < cfg->n_providers; i++) names[i] = cfg->providers[i];
@@ -155,7 +159,11 @@ slm_status slm_session_configure(slm_session *s, const char *json, size_t len) {
     int32_t bos = slm_tokenizer_bos(s->model->tok);
     s->n_keep = next.n_keep >= 0 ? next.n_keep
                                  : (slm_tokenizer_add_bos(s->model->tok) && bos >= 0 ? 1 : 0);
-    if (s->n_keep > s->n_ctx / 2) s->n_keep = s->n_ctx / 2;
+    if (s->n_keep > s->n_ctx / 2) {
+        slm_log(SLM_LOG_WARN, "n_keep %d is more than half the context (%d): keeping %d", s->n_keep,
+                s->n_ctx, s->n_ctx / 2);
+        s->n_keep = s->n_ctx / 2;
+    }
     return SLM_OK;
 }
 int32_t slm_session_n_ctx(const slm_session *s) { return s ? s->n_ctx : 0; }

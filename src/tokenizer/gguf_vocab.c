@@ -183,6 +183,12 @@ static slm_status build(const gguf_file *f, slm_tokenizer **out) {
         gguf_str pre = {"default", 7};
         SLM_TRY(gguf_get_str_opt(f, "tokenizer.ggml.pre", &pre));
         SLM_TRY(tok_set_pre_type(t, pre.ptr, (size_t)pre.len));
+        /* Qwen's tokenizer.json normalizes to NFC before splitting; GGUF does
+         * not record normalizers, so the pre-tokenizer name stands for it
+         * (llama.cpp skips it, and then differs from Hugging Face on
+         * decomposed accents). */
+        if (pre.len == 5 && memcmp(pre.ptr, "qwen2", 5) == 0)
+            SLM_TRY(tok_add_norm(t, TOK_NORM_NFC, NULL, 0, NULL, 0));
         t->byte_level = 1;
     }
     SLM_TRY(token_id(f, "tokenizer.ggml.bos_token_id", n, 1, &t->bos));

@@ -56,6 +56,28 @@ import numpy as np
 a=np.fromfile('$TMPD/l.bin',dtype=np.float32).reshape(-1,$nv); b=np.fromfile('$REF/logits-$preset-F16.bin',dtype=np.float32).reshape(-1,$nv)
 assert a[-1].argmax()==b[-1].argmax()"
 
+  # the GGUF's vocabulary tokenizes as Hugging Face does (tokenizer fixtures)
+  fam=$(case $preset in qwen*) echo qwen3 ;; llama3*) echo llama3 ;; *) echo llama2 ;; esac)
+  if [[ -f "$SHARED/fixtures/tokenizers/$fam.public.jsonl" ]]; then
+    $PY - "$SLM" "$f" "$SHARED/fixtures/tokenizers/$fam.public.jsonl" >"$TMPD/tok" 2>&1 <<'PYEOF'
+import json, subprocess, sys
+slm, model, fx = sys.argv[1:4]
+lines = [json.loads(l) for l in open(fx, encoding="utf-8")]
+inp = "".join(json.dumps({"text": l["text"]}) + "\n" for l in lines).encode()
+r = subprocess.run([slm, "tokenize", "-m", model, "--special", "--jsonl"], input=inp,
+                   capture_output=True, timeout=600)
+out = [json.loads(x) for x in r.stdout.decode().split("\n") if x]
+# Qwen 3 added <think> and tool tokens that Qwen 2.5's vocabulary lacks
+qwen3_only = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>",
+              "</tool_response>")
+bad = [i for i, (l, o) in enumerate(zip(lines, out))
+       if o["ids"] != l["ids"] and not any(t in l["text"] for t in qwen3_only)]
+print(f"{len(out)} lines, {len(bad)} differ", [lines[i]["text"][:40] for i in bad[:3]])
+sys.exit(0 if len(out) == len(lines) and not bad else 1)
+PYEOF
+    check "$preset GGUF vocabulary tokenizes like $fam ($(tail -1 "$TMPD/tok"))" test $? -eq 0
+  fi
+
   expect_status 0 "$preset generates" "$SLM" run -m "$f" -p "Hello" -n 8 --temp 0 --config '{"ignore_eos":true}'
   stderr_has "generated 8 tokens" "$preset generated 8 tokens"
   grep -o "generated 8 tokens in [0-9.]* ms ([0-9.]* tok/s)" "$TMPD/err" | sed "s/^/$preset: /"

@@ -100,6 +100,28 @@ fi
 # logits
 expect_status 0 "logits" "$SLM" logits -m "$M" -p "Once upon a time there was a small robot" -o "$TMPD/l.bin"
 check "logits size" test "$(stat -c %s "$TMPD/l.bin")" -eq $((15 * 512 * 4))
+# -o through a symlink replaces the target and keeps the link; a FIFO is written in place
+printf 'old' >"$TMPD/target.bin"
+chmod 600 "$TMPD/target.bin"
+ln -s "$TMPD/target.bin" "$TMPD/link.bin"
+expect_status 0 "logits to a symlink" "$SLM" logits -m "$M" -p "Once" -o "$TMPD/link.bin"
+check "symlink kept" test -L "$TMPD/link.bin"
+check "target written" test "$(stat -c %s "$TMPD/target.bin")" -eq $((2 * 512 * 4))
+check "target mode kept" test "$(stat -c %a "$TMPD/target.bin")" = 600
+mkfifo "$TMPD/fifo"
+(timeout 20 cat "$TMPD/fifo" | wc -c >"$TMPD/fifo.count") &
+reader=$!
+expect_status 0 "logits to a FIFO" timeout 20 "$SLM" logits -m "$M" -p "Once" -o "$TMPD/fifo"
+wait $reader
+check "FIFO got the logits" test "$(tr -d ' ' <"$TMPD/fifo.count")" -eq $((2 * 512 * 4))
+check "FIFO still a FIFO" test -p "$TMPD/fifo"
+# a FIFO given as a model is refused, not waited on
+expect_status 1 "FIFO model" timeout 20 "$SLM" info "$TMPD/fifo"
+stderr_has "not a regular file" "FIFO model refused"
+# names that are not UTF-8 still give valid JSON
+python3 -c "b=open('$M','rb').read(); open('$TMPD/badname.gguf','wb').write(b.replace(b'output_norm', b'output_nor\x80', 1))"
+expect_status 0 "info --json, non-UTF-8 name" "$SLM" info "$TMPD/badname.gguf" --json
+check "info --json stays valid JSON" python3 -c "import json; json.load(open('$TMPD/out', encoding='utf-8'))"
 expect_status 1 "logits unwritable" "$SLM" logits -m "$M" -p "Once" -o /nonexistent/dir/l.bin
 check "no file left behind" test ! -e /nonexistent/dir/l.bin
 

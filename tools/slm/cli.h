@@ -69,6 +69,16 @@ int cli_frag_string(cli_frags *f, const char *key, const char *value);
  * CLI_USAGE (message printed) on a bad value, -1 when argv[*i] is none. */
 int cli_number_option(const char *cmd, int argc, char **argv, int *i, cli_frags *fr);
 
+/* Writes `n` bytes to `path`. A regular file (or a new one) is written to a
+ * temporary file in the same directory (the target of a symlink) and renamed
+ * over it, keeping an existing file's mode, so a failure leaves it as it
+ * was; anything else (a device, a FIFO, /dev/stdout) is written in place. */
+int cli_write_output(const char *path, const void *data, size_t n);
+
+/* Copies s[0..n) into a malloc'd string, replacing bytes that are not valid
+ * UTF-8 with U+FFFD, for JSON output of names read from files. */
+char *cli_utf8_clean(const char *s, size_t n);
+
 /* Reads a whole file (or stdin for "-"); malloc'd, NUL-terminated. */
 char *cli_read_text(const char *path, size_t *len);
 

@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -72,7 +74,8 @@ const char *cli_default_model(const char *given, char *buf, size_t cap) {
     fprintf(stderr,
             "slm: no model given. Pass -m MODEL.gguf or set SLM_MODEL. Any llama-family GGUF "
             "works (Llama 2/3, TinyLlama, SmolLM, Qwen2.5, Mistral); a tiny one to start with is "
-            "stories260K.gguf from llama.cpp's test models (see README, 'Models').\n");
+            "stories260K.gguf, llama.cpp's test model (Hugging Face repository ggml-org/models, "
+            "file tinyllamas/stories260K.gguf).\n");
     return NULL;
 }
 
@@ -202,4 +205,83 @@ int cli_number_option(const char *cmd, int argc, char **argv, int *i, cli_frags 
         return CLI_OK;
     }
     return -1;
+}
+
+static int write_all(int fd, const void *data, size_t n) {
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int cli_write_output(const char *path, const void *data, size_t n) {
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    if (exists && !S_ISREG(st.st_mode)) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write_all(fd, data, n) != 0) {
+            fprintf(stderr, "slm: cannot write %s: %s\n", path, strerror(errno));
+            if (fd >= 0) close(fd);
+            return CLI_ERROR;
+        }
+        close(fd);
+        return CLI_OK;
+    }
+    /* Through a symlink, replace its target, not the link. */
+    char target[PATH_MAX];
+    if (!exists || !realpath(path, target)) snprintf(target, sizeof target, "%s", path);
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", target);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "slm: cannot write %s: %s\n", path, strerror(errno));
+        return CLI_ERROR;
+    }
+    int ok = write_all(fd, data, n) == 0 && fchmod(fd, exists ? st.st_mode & 07777 : 0644) == 0;
+    if (close(fd) != 0) ok = 0;
+    if (!ok || rename(tmp, target) != 0) {
+        fprintf(stderr, "slm: cannot write %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return CLI_ERROR;
+    }
+    return CLI_OK;
+}
+
+char *cli_utf8_clean(const char *s, size_t n) {
+    char *out = malloc(n * 3 + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                                  : (c & 0xF8) == 0xF0 ? 4 : 0;
+        int ok = len > 0 && i + len <= n && !(len == 2 && c < 0xC2) && !(c == 0 && len == 1);
+        for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
+        if (ok && len == 3) {
+            unsigned char c1 = (unsigned char)s[i + 1];
+            ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0); /* overlong, surrogate */
+        }
+        if (ok && len == 4) {
+            unsigned char c1 = (unsigned char)s[i + 1];
+            ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90) && c <= 0xF4;
+        }
+        if (ok) {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3); /* U+FFFD */
+            o += 3;
+            i += 1;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }

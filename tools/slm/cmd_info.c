@@ -59,12 +59,21 @@ static int summarize_types(const slm_model *m, type_sum *out, int cap) {
     return n;
 }
 
+/* Strings read from the file may be any bytes: JSON gets valid UTF-8. */
+static void add_clean(cJSON *o, const char *key, const char *val) {
+    char *k = cli_utf8_clean(key, strlen(key));
+    char *v = cli_utf8_clean(val, strlen(val));
+    if (k && v) cJSON_AddStringToObject(o, k, v);
+    free(k);
+    free(v);
+}
+
 static int print_json(const char *path, const slm_model *m, const slm_model_info *mi) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "file", path);
+    add_clean(o, "file", path);
     cJSON_AddNumberToObject(o, "file_bytes", (double)mi->file_bytes);
-    cJSON_AddStringToObject(o, "architecture", mi->arch);
-    cJSON_AddStringToObject(o, "name", mi->name);
+    add_clean(o, "architecture", mi->arch);
+    add_clean(o, "name", mi->name);
     cJSON_AddNumberToObject(o, "parameters", (double)mi->n_params);
     cJSON_AddNumberToObject(o, "weight_bytes", (double)mi->weight_bytes);
     cJSON_AddStringToObject(o, "weight_type", mi->weight_type);
@@ -101,7 +110,7 @@ static int print_json(const char *path, const slm_model *m, const slm_model_info
         slm_tensor_info t;
         if (slm_model_tensor(m, i, &t) != SLM_OK) continue;
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", t.name);
+        add_clean(e, "name", t.name);
         cJSON_AddStringToObject(e, "type", t.type);
         cJSON *sh = cJSON_AddArrayToObject(e, "shape");
         for (int d = 0; d < t.n_dims; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t.ne[d]));
@@ -114,7 +123,7 @@ static int print_json(const char *path, const slm_model *m, const slm_model_info
     for (size_t i = 0; val && i < slm_model_n_meta(m); i++) {
         const char *key = NULL;
         if (slm_model_meta(m, i, &key, val, 65536) != SLM_OK) continue;
-        cJSON_AddStringToObject(meta, key, val);
+        add_clean(meta, key, val);
     }
     free(val);
     char *s = cJSON_Print(o);

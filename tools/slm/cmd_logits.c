@@ -14,7 +14,9 @@ static const char *LOGITS_HELP =
     "\n"
     "  -m, --model PATH   GGUF model (default as for 'slm run')\n"
     "  -p, --prompt TEXT  the prompt\n"
-    "  -o, --out PATH     output file (written whole, then renamed into place)\n"
+    "  -o, --out PATH     output file: a regular file is written whole beside it and\n"
+    "                     renamed into place (its mode kept); a device or pipe is\n"
+    "                     written directly\n"
     "  -t, --threads N    threads, 0 = one per core\n"
     "  --config ...       runtime config (JSON text or file)\n"
     "  -h, --help         this help\n";
@@ -79,18 +81,9 @@ int cmd_logits(int argc, char **argv) {
         for (size_t i = 0; i < n_ids; i++) fprintf(stderr, " %d", ids[i]);
         fprintf(stderr, "\n");
     }
-    {
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", out);
-        FILE *f = fopen(tmp, "wb");
-        int ok = f && fwrite(lg, sizeof(float), nt * nv, f) == nt * nv;
-        if (f && fclose(f) != 0) ok = 0;
-        if (!ok || rename(tmp, out) != 0) {
-            remove(tmp);
-            fprintf(stderr, "slm: cannot write %s\n", out);
-            rc = CLI_ERROR;
-            goto done;
-        }
+    if (cli_write_output(out, lg, nt * nv * sizeof(float)) != CLI_OK) {
+        rc = CLI_ERROR;
+        goto done;
     }
     fprintf(stderr, "wrote %zu x %zu logits to %s\n", nt, nv, out);
 done:

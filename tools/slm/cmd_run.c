@@ -25,6 +25,7 @@ static const char *RUN_HELP =
     "  -t, --threads N         threads, 0 = one per core (default 0)\n"
     "  -c, --ctx N             context window in tokens (default: the model's, at most 4096)\n"
     "      --keep N            tokens kept at the start when the context is trimmed\n"
+    "                          (default -1: the BOS token; at most half the context)\n"
     "      --config JSON|FILE  runtime config, e.g. '{\"max_tokens\":128,\"quant\":\"int8\"}';\n"
     "                          flags given on the command line override it\n"
     "      --lora FILE[:SCALE] apply a LoRA adapter (llama.cpp GGUF format) with this\n"
@@ -215,9 +216,10 @@ int cmd_run(int argc, char **argv) {
     fflush(stdout);
     if (res.n_trims > 0)
         fprintf(stderr,
-                "slm: context of %d tokens was full: trimmed %d time%s, %d tokens dropped "
+                "%sslm: context of %d tokens was full: trimmed %d time%s, %d tokens dropped "
                 "(the first tokens were kept, then the oldest half of the rest dropped)\n",
-                slm_session_n_ctx(sess), res.n_trims, res.n_trims == 1 ? "" : "s",
+                res.n_generated > 0 ? "\n" : "", slm_session_n_ctx(sess), res.n_trims,
+                res.n_trims == 1 ? "" : "s",
                 res.n_dropped);
     if (st != SLM_OK) {
         rc = cli_fail("generation failed", st);
