@@ -32,7 +32,8 @@ int main(int argc, char **argv) {
     if (st == SLM_OK) st = slm_config_apply_json(cfg, json, strlen(json));
     if (st == SLM_OK) st = slm_model_load(argv[1], cfg, &model);
     if (st == SLM_OK) st = slm_session_new(model, cfg, &session);
-    if (st == SLM_OK) st = slm_generate(session, argv[2], strlen(argv[2]), print_piece, NULL, &result);
+    if (st == SLM_OK)
+        st = slm_generate(session, argv[2], strlen(argv[2]), print_piece, NULL, &result);
     if (st == SLM_OK)
         printf("\n[%d prompt tokens, %d generated]\n", result.n_prompt_tokens, result.n_generated);
     else

@@ -78,7 +78,7 @@ typedef struct slm_model_info {
     int tied_output;
     uint64_t n_params;
     uint64_t file_bytes, weight_bytes;
-    const char *tokenizer; /* "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE) */
+    const char *tokenizer;   /* "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE) */
     const char *weight_type; /* most common matrix type, e.g. "f16", "q4_k" */
 } slm_model_info;
 
@@ -94,9 +94,9 @@ typedef struct slm_tensor_info {
     const char *name;
     const char *type; /* "f16", "q4_k", ... */
     int n_dims;
-    int64_t ne[4];    /* ne[0] = row length */
+    int64_t ne[4]; /* ne[0] = row length */
     uint64_t nbytes;
-    uint64_t offset;  /* in the file */
+    uint64_t offset; /* in the file */
 } slm_tensor_info;
 
 size_t slm_model_n_tensors(const slm_model *model);
@@ -166,9 +166,9 @@ int32_t slm_session_n_ctx(const slm_session *s);
 
 typedef enum slm_finish {
     SLM_FINISH_NONE = 0,
-    SLM_FINISH_LENGTH = 1, /* max_tokens reached */
-    SLM_FINISH_EOS = 2,    /* the model emitted end-of-generation */
-    SLM_FINISH_STOP = 3,   /* a stop string matched (not emitted) */
+    SLM_FINISH_LENGTH = 1,  /* max_tokens reached */
+    SLM_FINISH_EOS = 2,     /* the model emitted end-of-generation */
+    SLM_FINISH_STOP = 3,    /* a stop string matched (not emitted) */
     SLM_FINISH_CALLBACK = 4 /* the token callback asked to stop */
 } slm_finish;
 
@@ -176,9 +176,9 @@ typedef struct slm_result {
     int32_t n_prompt_tokens;
     int32_t n_generated;
     slm_finish finish;
-    int32_t n_cached;       /* prompt tokens reused from the session's cache */
-    int32_t n_trims;        /* times the context was trimmed (0 = never) */
-    int32_t n_dropped;      /* tokens dropped by trimming */
+    int32_t n_cached;  /* prompt tokens reused from the session's cache */
+    int32_t n_trims;   /* times the context was trimmed (0 = never) */
+    int32_t n_dropped; /* tokens dropped by trimming */
     double prefill_ms, decode_ms, ttft_ms;
 } slm_result;
 
@@ -218,8 +218,8 @@ typedef struct slm_chat_message {
  * "model" or the built-in's name. text/ids are malloc'd (either may be NULL
  * when not wanted). */
 slm_status slm_chat_prompt(const slm_model *model, const slm_chat_message *msgs, size_t n_msgs,
-                           int add_generation_prompt, char **text, size_t *text_len,
-                           int32_t **ids, size_t *n_ids, const char **format_used);
+                           int add_generation_prompt, char **text, size_t *text_len, int32_t **ids,
+                           size_t *n_ids, const char **format_used);
 
 /* Logits of every prompt position ([n_tokens][n_vocab] floats, malloc'd). */
 slm_status slm_prompt_logits(slm_session *s, const char *prompt, size_t len, float **logits,
@@ -241,19 +241,19 @@ slm_status slm_perplexity(slm_session *s, const char *text, size_t len, int32_t 
 /* ==== Quantization and quality (issue 4) ===================================
  * src/runtime/quantize.c, src/runtime/compare.c; docs/QUANTIZATION.md. */
 typedef struct slm_quantize_params {
-    const char *type;        /* "q8_0", "q4_k", "q4_k_m", "f16", ... (required) */
-    const char *calib_text;  /* calibration text or NULL: activation statistics */
+    const char *type;       /* "q8_0", "q4_k", "q4_k_m", "f16", ... (required) */
+    const char *calib_text; /* calibration text or NULL: activation statistics */
     size_t calib_len;
     int32_t calib_ctx;       /* calibration window in tokens (0 = 128) */
     const char *stats_in;    /* statistics file to use instead of calib_text (or NULL) */
     const char *stats_out;   /* save the statistics collected from calib_text here */
     const char *const *keep; /* "PATTERN=TYPE" (fnmatch glob over tensor names), first wins */
     size_t n_keep;
-    double budget_kl;        /* > 0: pick a type per matrix within this mean KL (needs calib) */
-    int32_t threads;         /* 0 = one per core */
-    int progress;            /* a line per tensor on stderr */
-    int no_ranges;           /* 1: do not store slm.activation_ranges */
-    int gptq;                /* 1: GPTQ error-compensating rounding (needs calib_text) */
+    double budget_kl; /* > 0: pick a type per matrix within this mean KL (needs calib) */
+    int32_t threads;  /* 0 = one per core */
+    int progress;     /* a line per tensor on stderr */
+    int no_ranges;    /* 1: do not store slm.activation_ranges */
+    int gptq;         /* 1: GPTQ error-compensating rounding (needs calib_text) */
 } slm_quantize_params;
 
 typedef struct slm_quantize_tensor {
@@ -262,7 +262,7 @@ typedef struct slm_quantize_tensor {
     const char *wanted; /* type the plan asked for; differs from `type` on fallback */
     int64_t n_cols, n_rows;
     uint64_t bytes;
-    int calibrated;     /* quantized with activation statistics */
+    int calibrated; /* quantized with activation statistics */
 } slm_quantize_tensor;
 
 typedef struct slm_quantize_report {
@@ -271,9 +271,9 @@ typedef struct slm_quantize_report {
     size_t n_fallbacks;
     uint64_t bytes_in, bytes_out; /* file sizes */
     double seconds;
-    int calibrated;               /* statistics were used */
+    int calibrated;                                            /* statistics were used */
     double budget_kl, budget_predicted_kl, budget_measured_kl; /* when budget_kl > 0 */
-    char *plan;                   /* "name=type,..." of the matrices, as stored in slm.quant.plan */
+    char *plan; /* "name=type,..." of the matrices, as stored in slm.quant.plan */
 } slm_quantize_report;
 
 /* Quantizes an F32/F16/BF16 GGUF model into `out` (written to a temporary
@@ -290,9 +290,9 @@ typedef struct slm_compare_result {
     double kl_mean, kl_p99, kl_max; /* KL(base || quant) of next-token distributions, nats */
     double top1;                    /* fraction of positions with the same argmax */
     int64_t n_scored, n_windows;
-    uint64_t bytes_base, bytes_quant;       /* file sizes */
-    double bpw_base, bpw_quant;             /* bits per weight of the 2-D matrices */
-    double bpw_all_base, bpw_all_quant;     /* bits per weight of all tensors */
+    uint64_t bytes_base, bytes_quant;   /* file sizes */
+    double bpw_base, bpw_quant;         /* bits per weight of the 2-D matrices */
+    double bpw_all_base, bpw_all_quant; /* bits per weight of all tensors */
 } slm_compare_result;
 
 /* Compares two models of the same vocabulary on `text` by the perplexity

@@ -54,7 +54,9 @@ static inline uint16_t slm_f32_to_fp16(float f) {
     return (uint16_t)(sign | r);
 }
 
-static inline float slm_bf16_to_f32(uint16_t h) { return slm_bits_to_f32((uint32_t)h << 16); }
+static inline float slm_bf16_to_f32(uint16_t h) {
+    return slm_bits_to_f32((uint32_t)h << 16);
+}
 
 static inline uint16_t slm_f32_to_bf16(float f) {
     uint32_t x = slm_f32_to_bits(f);

@@ -12,15 +12,20 @@ static int current_level(void) {
         const char *e = getenv("SLM_LOG");
         g_level = SLM_LOG_WARN;
         if (e) {
-            if (!strcmp(e, "error")) g_level = SLM_LOG_ERROR;
-            else if (!strcmp(e, "info")) g_level = SLM_LOG_INFO;
-            else if (!strcmp(e, "debug")) g_level = SLM_LOG_DEBUG;
+            if (!strcmp(e, "error"))
+                g_level = SLM_LOG_ERROR;
+            else if (!strcmp(e, "info"))
+                g_level = SLM_LOG_INFO;
+            else if (!strcmp(e, "debug"))
+                g_level = SLM_LOG_DEBUG;
         }
     }
     return g_level;
 }
 
-void slm_log_set_level(slm_log_level level) { g_level = (int)level; }
+void slm_log_set_level(slm_log_level level) {
+    g_level = (int)level;
+}
 
 void slm_log(slm_log_level level, const char *fmt, ...) {
     if ((int)level > current_level()) return;

@@ -105,8 +105,8 @@ slm_status slm_write_file_atomic(const char *path, const void *data, size_t size
     snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        slm_status st = slm_fail(SLM_ERR_IO, "%s: cannot create temporary file: %s", path,
-                                 strerror(errno));
+        slm_status st =
+            slm_fail(SLM_ERR_IO, "%s: cannot create temporary file: %s", path, strerror(errno));
         free(tmp);
         return st;
     }
@@ -132,8 +132,8 @@ slm_status slm_write_file_atomic(const char *path, const void *data, size_t size
         return st;
     }
     if (rename(tmp, path) != 0) {
-        slm_status st = slm_fail(SLM_ERR_IO, "%s: cannot rename into place: %s", path,
-                                 strerror(errno));
+        slm_status st =
+            slm_fail(SLM_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
         unlink(tmp);
         free(tmp);
         return st;

@@ -38,25 +38,42 @@ slm_status slm_fail_prefix(slm_status st, const char *fmt, ...) {
     return st;
 }
 
-void slm_clear_error(void) { g_error[0] = '\0'; }
+void slm_clear_error(void) {
+    g_error[0] = '\0';
+}
 
-const char *slm_last_error(void) { return g_error; }
+const char *slm_last_error(void) {
+    return g_error;
+}
 
 const char *slm_status_str(slm_status st) {
     switch (st) {
-    case SLM_OK: return "ok";
-    case SLM_ERR_INVALID_ARG: return "invalid argument";
-    case SLM_ERR_IO: return "I/O error";
-    case SLM_ERR_FORMAT: return "format error";
-    case SLM_ERR_UNSUPPORTED: return "not supported";
-    case SLM_ERR_NOMEM: return "out of memory";
-    case SLM_ERR_CONFIG: return "config error";
-    case SLM_ERR_CONTEXT: return "context error";
-    case SLM_ERR_CANCELLED: return "cancelled";
-    case SLM_ERR_INTERNAL: return "internal error";
-    case SLM_ERR_SIGNATURE: return "signature check failed";
+    case SLM_OK:
+        return "ok";
+    case SLM_ERR_INVALID_ARG:
+        return "invalid argument";
+    case SLM_ERR_IO:
+        return "I/O error";
+    case SLM_ERR_FORMAT:
+        return "format error";
+    case SLM_ERR_UNSUPPORTED:
+        return "not supported";
+    case SLM_ERR_NOMEM:
+        return "out of memory";
+    case SLM_ERR_CONFIG:
+        return "config error";
+    case SLM_ERR_CONTEXT:
+        return "context error";
+    case SLM_ERR_CANCELLED:
+        return "cancelled";
+    case SLM_ERR_INTERNAL:
+        return "internal error";
+    case SLM_ERR_SIGNATURE:
+        return "signature check failed";
     }
     return "unknown status";
 }
 
-const char *slm_version(void) { return SLM_VERSION_STRING; }
+const char *slm_version(void) {
+    return SLM_VERSION_STRING;
+}

@@ -25,7 +25,7 @@
  * anything is allocated for them. */
 #define GGUF_STR_LEN_BYTES 8u
 #define GGUF_MIN_KV_BYTES (GGUF_STR_LEN_BYTES + 1u + 4u + 1u) /* key, type, 1-byte value */
-#define GGUF_ARRAY_HEADER_BYTES 12u                          /* u32 element type, u64 count */
+#define GGUF_ARRAY_HEADER_BYTES 12u                           /* u32 element type, u64 count */
 #define GGUF_MIN_TENSOR_BYTES (GGUF_STR_LEN_BYTES + 1u + 4u + 8u + 4u + 8u)
 /* How much of a key or tensor name is quoted in a message. */
 #define GGUF_SHOW_MAX 80u
@@ -49,49 +49,71 @@ struct gguf_file {
 
 /* ---- little helpers ---------------------------------------------------- */
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+static uint16_t rd16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
 }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static uint64_t rd64(const uint8_t *p) {
+    return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32);
+}
 
 size_t gguf_vtype_size(gguf_vtype t) {
     switch (t) {
     case GGUF_VT_UINT8:
     case GGUF_VT_INT8:
-    case GGUF_VT_BOOL: return 1;
+    case GGUF_VT_BOOL:
+        return 1;
     case GGUF_VT_UINT16:
-    case GGUF_VT_INT16: return 2;
+    case GGUF_VT_INT16:
+        return 2;
     case GGUF_VT_UINT32:
     case GGUF_VT_INT32:
-    case GGUF_VT_FLOAT32: return 4;
+    case GGUF_VT_FLOAT32:
+        return 4;
     case GGUF_VT_UINT64:
     case GGUF_VT_INT64:
-    case GGUF_VT_FLOAT64: return 8;
+    case GGUF_VT_FLOAT64:
+        return 8;
     case GGUF_VT_STRING:
     case GGUF_VT_ARRAY:
-    case GGUF_VT_COUNT: break;
+    case GGUF_VT_COUNT:
+        break;
     }
     return 0;
 }
 
 const char *gguf_vtype_name(gguf_vtype t) {
     switch (t) {
-    case GGUF_VT_UINT8: return "u8";
-    case GGUF_VT_INT8: return "i8";
-    case GGUF_VT_UINT16: return "u16";
-    case GGUF_VT_INT16: return "i16";
-    case GGUF_VT_UINT32: return "u32";
-    case GGUF_VT_INT32: return "i32";
-    case GGUF_VT_FLOAT32: return "f32";
-    case GGUF_VT_BOOL: return "bool";
-    case GGUF_VT_STRING: return "string";
-    case GGUF_VT_ARRAY: return "array";
-    case GGUF_VT_UINT64: return "u64";
-    case GGUF_VT_INT64: return "i64";
-    case GGUF_VT_FLOAT64: return "f64";
-    case GGUF_VT_COUNT: break;
+    case GGUF_VT_UINT8:
+        return "u8";
+    case GGUF_VT_INT8:
+        return "i8";
+    case GGUF_VT_UINT16:
+        return "u16";
+    case GGUF_VT_INT16:
+        return "i16";
+    case GGUF_VT_UINT32:
+        return "u32";
+    case GGUF_VT_INT32:
+        return "i32";
+    case GGUF_VT_FLOAT32:
+        return "f32";
+    case GGUF_VT_BOOL:
+        return "bool";
+    case GGUF_VT_STRING:
+        return "string";
+    case GGUF_VT_ARRAY:
+        return "array";
+    case GGUF_VT_UINT64:
+        return "u64";
+    case GGUF_VT_INT64:
+        return "i64";
+    case GGUF_VT_FLOAT64:
+        return "f64";
+    case GGUF_VT_COUNT:
+        break;
     }
     return "unknown";
 }
@@ -159,7 +181,9 @@ typedef struct cursor {
     const char *file;
 } cursor;
 
-static uint64_t left(const cursor *c) { return c->size - c->pos; }
+static uint64_t left(const cursor *c) {
+    return c->size - c->pos;
+}
 
 /* `what` says what was being read, for the message. */
 static slm_status need(const cursor *c, uint64_t n, const char *ctx, const char *what) {
@@ -211,8 +235,8 @@ static slm_status check_bools(const cursor *c, const uint8_t *p, uint64_t n, con
     for (uint64_t i = 0; i < n; i++) {
         if (p[i] > 1)
             return slm_fail(SLM_ERR_FORMAT,
-                            "%s: offset %" PRIu64 ": %s: bool value %u is neither 0 nor 1",
-                            c->file, (uint64_t)(p + i - c->base), ctx, (unsigned)p[i]);
+                            "%s: offset %" PRIu64 ": %s: bool value %u is neither 0 nor 1", c->file,
+                            (uint64_t)(p + i - c->base), ctx, (unsigned)p[i]);
     }
     return SLM_OK;
 }
@@ -229,8 +253,8 @@ static slm_status parse_array(cursor *c, gguf_kv *kv, const char *ctx) {
                         c->file, at, ctx, et, GGUF_VT_COUNT - 1);
     if (et == GGUF_VT_ARRAY)
         return slm_fail(SLM_ERR_UNSUPPORTED,
-                        "%s: offset %" PRIu64 ": %s: arrays of arrays are not supported",
-                        c->file, at, ctx);
+                        "%s: offset %" PRIu64 ": %s: arrays of arrays are not supported", c->file,
+                        at, ctx);
     at = c->pos;
     SLM_TRY(get_u64(c, ctx, "array length", &n));
     if (n > GGUF_MAX_ARRAY)
@@ -304,8 +328,9 @@ static slm_status parse_tensor(cursor *c, uint64_t i, uint32_t alignment, gguf_t
     snprintf(ctx, sizeof ctx, "tensor #%" PRIu64, i);
     SLM_TRY(get_str(c, ctx, "name", GGUF_MAX_NAME, &t->name));
     if (t->name.len == 0)
-        return slm_fail(SLM_ERR_FORMAT, "%s: offset %" PRIu64 ": tensor #%" PRIu64
-                        " has an empty name", c->file, c->pos - GGUF_STR_LEN_BYTES, i);
+        return slm_fail(SLM_ERR_FORMAT,
+                        "%s: offset %" PRIu64 ": tensor #%" PRIu64 " has an empty name", c->file,
+                        c->pos - GGUF_STR_LEN_BYTES, i);
     snprintf(ctx, sizeof ctx, "tensor '%s'", show(t->name).s);
 
     uint64_t at = c->pos;
@@ -320,8 +345,9 @@ static slm_status parse_tensor(cursor *c, uint64_t i, uint32_t alignment, gguf_t
         at = c->pos;
         SLM_TRY(get_u64(c, ctx, "dimension", &t->ne[d]));
         if (t->ne[d] == 0)
-            return slm_fail(SLM_ERR_FORMAT, "%s: offset %" PRIu64 ": %s: dimension %" PRIu32
-                            " is 0", c->file, at, ctx, d);
+            return slm_fail(SLM_ERR_FORMAT,
+                            "%s: offset %" PRIu64 ": %s: dimension %" PRIu32 " is 0", c->file, at,
+                            ctx, d);
         /* ggml counts elements in int64_t: stay within it. */
         if (!slm_mul_ok(n_elem, t->ne[d], &n_elem) || n_elem > (uint64_t)INT64_MAX)
             return slm_fail(SLM_ERR_FORMAT,
@@ -373,8 +399,7 @@ static slm_status check_tensor_data(gguf_file *f) {
                             "%s: tensor '%s': data at offset %" PRIu64 " + %" PRIu64
                             " bytes runs past the end of the data section (%" PRIu64
                             " bytes at file offset %" PRIu64 ")",
-                            f->name, show(t->name).s, t->offset, t->nbytes, avail,
-                            f->data_offset);
+                            f->name, show(t->name).s, t->offset, t->nbytes, avail, f->data_offset);
         t->data = f->base + f->data_offset + t->offset;
     }
     if (f->n_tensors < 2) return SLM_OK;
@@ -435,8 +460,8 @@ static slm_status parse(gguf_file *f) {
     cursor c = {f->base, f->size, 0, f->name};
     if (f->size < GGUF_HEADER_BYTES)
         return slm_fail(SLM_ERR_FORMAT,
-                        "%s: %" PRIu64 " bytes is too small for a GGUF header (%u bytes)",
-                        f->name, f->size, GGUF_HEADER_BYTES);
+                        "%s: %" PRIu64 " bytes is too small for a GGUF header (%u bytes)", f->name,
+                        f->size, GGUF_HEADER_BYTES);
     if (memcmp(f->base, "GGUF", GGUF_MAGIC_BYTES) != 0)
         return slm_fail(SLM_ERR_FORMAT,
                         "%s: not a GGUF file (magic %02x %02x %02x %02x, expected 47 47 55 46)",
@@ -450,8 +475,7 @@ static slm_status parse(gguf_file *f) {
         return slm_fail(SLM_ERR_UNSUPPORTED,
                         "%s: offset 4: big-endian GGUF (version %" PRIu32 ") is not supported",
                         f->name, swapped);
-    if (v == 0)
-        return slm_fail(SLM_ERR_FORMAT, "%s: offset 4: invalid GGUF version 0", f->name);
+    if (v == 0) return slm_fail(SLM_ERR_FORMAT, "%s: offset 4: invalid GGUF version 0", f->name);
     if (v == GGUF_VERSION_V1 || v > GGUF_MAX_VERSION)
         return slm_fail(SLM_ERR_UNSUPPORTED,
                         "%s: offset 4: unsupported GGUF version %" PRIu32 " (expected %u or %u)",
@@ -574,14 +598,30 @@ void gguf_close(gguf_file *f) {
 
 /* ---- accessors --------------------------------------------------------- */
 
-const char *gguf_path(const gguf_file *f) { return f->name; }
-uint32_t gguf_version(const gguf_file *f) { return f->version; }
-uint64_t gguf_file_size(const gguf_file *f) { return f->size; }
-uint32_t gguf_alignment(const gguf_file *f) { return f->alignment; }
-int gguf_fd(const gguf_file *f) { return f->map.fd; }
-const uint8_t *gguf_base(const gguf_file *f) { return f->base; }
-uint64_t gguf_n_kv(const gguf_file *f) { return f->n_kv; }
-uint64_t gguf_n_tensors(const gguf_file *f) { return f->n_tensors; }
+const char *gguf_path(const gguf_file *f) {
+    return f->name;
+}
+uint32_t gguf_version(const gguf_file *f) {
+    return f->version;
+}
+uint64_t gguf_file_size(const gguf_file *f) {
+    return f->size;
+}
+uint32_t gguf_alignment(const gguf_file *f) {
+    return f->alignment;
+}
+int gguf_fd(const gguf_file *f) {
+    return f->map.fd;
+}
+const uint8_t *gguf_base(const gguf_file *f) {
+    return f->base;
+}
+uint64_t gguf_n_kv(const gguf_file *f) {
+    return f->n_kv;
+}
+uint64_t gguf_n_tensors(const gguf_file *f) {
+    return f->n_tensors;
+}
 
 const gguf_kv *gguf_kv_at(const gguf_file *f, uint64_t i) {
     return i < f->n_kv ? &f->kv[i] : NULL;
@@ -608,15 +648,32 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name) {
 static int int_at(gguf_vtype t, const uint8_t *p, int *neg, int64_t *s, uint64_t *u) {
     *neg = 0;
     switch (t) {
-    case GGUF_VT_UINT8: *u = p[0]; break;
-    case GGUF_VT_UINT16: *u = rd16(p); break;
-    case GGUF_VT_UINT32: *u = rd32(p); break;
-    case GGUF_VT_UINT64: *u = rd64(p); break;
-    case GGUF_VT_INT8: *s = (int8_t)p[0]; break;
-    case GGUF_VT_INT16: *s = (int16_t)rd16(p); break;
-    case GGUF_VT_INT32: *s = (int32_t)rd32(p); break;
-    case GGUF_VT_INT64: *s = (int64_t)rd64(p); break;
-    default: return 0;
+    case GGUF_VT_UINT8:
+        *u = p[0];
+        break;
+    case GGUF_VT_UINT16:
+        *u = rd16(p);
+        break;
+    case GGUF_VT_UINT32:
+        *u = rd32(p);
+        break;
+    case GGUF_VT_UINT64:
+        *u = rd64(p);
+        break;
+    case GGUF_VT_INT8:
+        *s = (int8_t)p[0];
+        break;
+    case GGUF_VT_INT16:
+        *s = (int16_t)rd16(p);
+        break;
+    case GGUF_VT_INT32:
+        *s = (int32_t)rd32(p);
+        break;
+    case GGUF_VT_INT64:
+        *s = (int64_t)rd64(p);
+        break;
+    default:
+        return 0;
     }
     if (t == GGUF_VT_INT8 || t == GGUF_VT_INT16 || t == GGUF_VT_INT32 || t == GGUF_VT_INT64) {
         if (*s < 0)

@@ -16,9 +16,9 @@
 #define GGUF_MAX_KV 65536u
 #define GGUF_MAX_TENSORS 65536u
 #define GGUF_MAX_DIMS 4u
-#define GGUF_MAX_NAME 256u           /* tensor name length */
-#define GGUF_MAX_KEY 65536u          /* key length */
-#define GGUF_MAX_ARRAY (1u << 26)    /* elements in one array */
+#define GGUF_MAX_NAME 256u        /* tensor name length */
+#define GGUF_MAX_KEY 65536u       /* key length */
+#define GGUF_MAX_ARRAY (1u << 26) /* elements in one array */
 #define GGUF_DEFAULT_ALIGNMENT 32u
 
 typedef enum gguf_vtype {
@@ -134,9 +134,8 @@ slm_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *
 slm_status gguf_writer_copy_kv(gguf_writer *w, const gguf_file *src,
                                int (*skip)(const char *key, void *user), void *user);
 /* ne[0] is the row length. Data size must equal the type's size for ne. */
-slm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
-                                  uint32_t n_dims, const uint64_t *ne, const void *data,
-                                  uint64_t nbytes);
+slm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                                  const uint64_t *ne, const void *data, uint64_t nbytes);
 slm_status gguf_writer_add_tensor_ref(gguf_writer *w, const char *name, uint32_t type,
                                       uint32_t n_dims, const uint64_t *ne, const void *data,
                                       uint64_t nbytes);

@@ -21,8 +21,8 @@
 #define GGUF_WRITE_VERSION 3u
 #define GGUF_ALIGNMENT_KEY "general.alignment"
 #define GGUF_TMP_SUFFIX ".tmpXXXXXX"
-#define GGUF_ZERO_CHUNK 4096u     /* zero padding written in pieces of this size */
-#define GGUF_WRITE_MODE 0644      /* mkstemp makes 0600; models are meant to be shared */
+#define GGUF_ZERO_CHUNK 4096u /* zero padding written in pieces of this size */
+#define GGUF_WRITE_MODE 0644  /* mkstemp makes 0600; models are meant to be shared */
 #define GGUF_INITIAL_CAP 16u
 
 typedef struct wkv {
@@ -133,7 +133,9 @@ void gguf_writer_free(gguf_writer *w) {
     free(w);
 }
 
-static int is_pow2(uint64_t a) { return a != 0 && (a & (a - 1)) == 0; }
+static int is_pow2(uint64_t a) {
+    return a != 0 && (a & (a - 1)) == 0;
+}
 
 /* Stores `val` (a malloc'd serialized value, taken over even on failure)
  * under `key`, replacing the value of an existing key in place so that keys
@@ -210,8 +212,7 @@ static slm_status set_bytes(gguf_writer *w, const char *key, gguf_vtype type, co
 static slm_status set_bbuf(gguf_writer *w, const char *key, gguf_vtype type, bbuf *b) {
     if (b->oom) {
         free(b->p);
-        return slm_fail(SLM_ERR_NOMEM, "gguf writer: out of memory for key '%s'",
-                        key ? key : "?");
+        return slm_fail(SLM_ERR_NOMEM, "gguf writer: out of memory for key '%s'", key ? key : "?");
     }
     if (!b->p) b->p = malloc(1); /* an empty value still needs an owner */
     if (!b->p) return slm_fail(SLM_ERR_NOMEM, "gguf writer: out of memory");
@@ -251,8 +252,9 @@ slm_status gguf_writer_set_bool(gguf_writer *w, const char *key, int v) {
 }
 
 slm_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v) {
-    if (!v) return slm_fail(SLM_ERR_INVALID_ARG, "gguf writer: NULL string for key '%s'",
-                            key ? key : "?");
+    if (!v)
+        return slm_fail(SLM_ERR_INVALID_ARG, "gguf writer: NULL string for key '%s'",
+                        key ? key : "?");
     bbuf b = {0};
     bb_str(&b, v, strlen(v));
     return set_bbuf(w, key, GGUF_VT_STRING, &b);
@@ -291,8 +293,7 @@ slm_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype t, co
     return set_bbuf(w, key, GGUF_VT_ARRAY, &b);
 }
 
-static slm_status set_arr_gstr(gguf_writer *w, const char *key, const gguf_str *strs,
-                               uint64_t n) {
+static slm_status set_arr_gstr(gguf_writer *w, const char *key, const gguf_str *strs, uint64_t n) {
     bbuf b = {0};
     bb_u32(&b, GGUF_VT_STRING);
     bb_u64(&b, n);
@@ -312,8 +313,9 @@ slm_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *
     for (uint64_t i = 0; i < n; i++) {
         if (!strs[i]) {
             free(b.p);
-            return slm_fail(SLM_ERR_INVALID_ARG, "gguf writer: key '%s': string %" PRIu64
-                            " is NULL", key ? key : "?", i);
+            return slm_fail(SLM_ERR_INVALID_ARG,
+                            "gguf writer: key '%s': string %" PRIu64 " is NULL", key ? key : "?",
+                            i);
         }
         bb_str(&b, strs[i], strlen(strs[i]));
     }
@@ -360,12 +362,10 @@ static slm_status add_tensor(gguf_writer *w, const char *name, uint32_t type, ui
         return slm_fail(SLM_ERR_INVALID_ARG, "gguf writer: NULL writer, name or shape");
     size_t nlen = strlen(name);
     if (nlen == 0 || nlen > GGUF_MAX_NAME)
-        return slm_fail(SLM_ERR_INVALID_ARG,
-                        "gguf writer: tensor name length %zu is not in 1..%u", nlen,
-                        GGUF_MAX_NAME);
+        return slm_fail(SLM_ERR_INVALID_ARG, "gguf writer: tensor name length %zu is not in 1..%u",
+                        nlen, GGUF_MAX_NAME);
     if (w->n_t >= GGUF_MAX_TENSORS)
-        return slm_fail(SLM_ERR_INVALID_ARG, "gguf writer: more than %u tensors",
-                        GGUF_MAX_TENSORS);
+        return slm_fail(SLM_ERR_INVALID_ARG, "gguf writer: more than %u tensors", GGUF_MAX_TENSORS);
     for (size_t i = 0; i < w->n_t; i++) {
         if (strcmp(w->t[i].name, name) == 0)
             return slm_fail(SLM_ERR_INVALID_ARG, "gguf writer: duplicate tensor '%s'", name);
@@ -412,8 +412,9 @@ static slm_status add_tensor(gguf_writer *w, const char *name, uint32_t type, ui
         t.owned = malloc((size_t)nbytes);
         if (!t.owned) {
             free(t.name);
-            return slm_fail(SLM_ERR_NOMEM, "gguf writer: tensor '%s': out of memory for %" PRIu64
-                            " bytes", name, nbytes);
+            return slm_fail(SLM_ERR_NOMEM,
+                            "gguf writer: tensor '%s': out of memory for %" PRIu64 " bytes", name,
+                            nbytes);
         }
         memcpy(t.owned, data, (size_t)nbytes);
         t.data = t.owned;
@@ -428,9 +429,8 @@ static slm_status add_tensor(gguf_writer *w, const char *name, uint32_t type, ui
     return SLM_OK;
 }
 
-slm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
-                                  uint32_t n_dims, const uint64_t *ne, const void *data,
-                                  uint64_t nbytes) {
+slm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                                  const uint64_t *ne, const void *data, uint64_t nbytes) {
     return add_tensor(w, name, type, n_dims, ne, data, nbytes, 1);
 }
 
@@ -453,7 +453,9 @@ static uint32_t writer_alignment(const gguf_writer *w) {
     return GGUF_DEFAULT_ALIGNMENT;
 }
 
-static uint64_t pad_to(uint64_t n, uint32_t align) { return (align - n % align) % align; }
+static uint64_t pad_to(uint64_t n, uint32_t align) {
+    return (align - n % align) % align;
+}
 
 /* Assigns tensor offsets, serializes everything before the data section
  * (padded to the alignment) into `hdr`, and returns the data section size. */
@@ -519,7 +521,9 @@ slm_status gguf_writer_to_memory(gguf_writer *w, uint8_t **out, size_t *size) {
     return SLM_OK;
 }
 
-static int write_all(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n, fp) == n; }
+static int write_all(FILE *fp, const void *p, size_t n) {
+    return fwrite(p, 1, n, fp) == n;
+}
 
 static int write_zeros(FILE *fp, uint64_t n) {
     static const uint8_t zeros[GGUF_ZERO_CHUNK];

@@ -146,7 +146,7 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
  * and the masked tail comes last, so each (row, token) gets dot_f32's bits.
  * When i1 == n the sums are written to out[r * T + t]. */
 #define AVX512_GEMM(NAME, R, T)                                                                    \
-    static void NAME(const float *const *w, const float *const *x, int64_t i0, int64_t i1,        \
+    static void NAME(const float *const *w, const float *const *x, int64_t i0, int64_t i1,         \
                      int64_t n, __m512 *st, float *out) {                                          \
         __m512 acc[R][T][4];                                                                       \
         _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++)                                     \
@@ -330,11 +330,16 @@ static inline wblock decode_block(uint32_t type, const uint8_t *blk) {
 
 static size_t block_bytes(uint32_t type) {
     switch (type) {
-    case SLM_TYPE_Q8_0: return 34;
-    case SLM_TYPE_Q4_0: return 18;
-    case SLM_TYPE_Q5_0: return 22;
-    case SLM_TYPE_Q4_1: return 20;
-    default: return 24; /* q5_1 */
+    case SLM_TYPE_Q8_0:
+        return 34;
+    case SLM_TYPE_Q4_0:
+        return 18;
+    case SLM_TYPE_Q5_0:
+        return 22;
+    case SLM_TYPE_Q4_1:
+        return 20;
+    default:
+        return 24; /* q5_1 */
     }
 }
 
@@ -359,7 +364,7 @@ dot_x8_n(uint32_t type, const uint8_t *blk, const x8_view *x, int64_t n, float *
         __m256i wu = q8 ? _mm256_abs_epi8(wb.w) : wb.w;                                            \
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {                                     \
             __m256i xv = _mm256_loadu_si256((const __m256i *)(x[t].q + 32 * b));                   \
-            if (q8) xv = _mm256_sign_epi8(xv, wb.w); /* |w| . sign(x, w) = w . x */               \
+            if (q8) xv = _mm256_sign_epi8(xv, wb.w); /* |w| . sign(x, w) = w . x */                \
             __m256i p = _mm256_dpbusd_epi32(zero, wu, xv);                                         \
             /* (q - off) . x = q . x - off * sum(x): exact, in lane 0 */                           \
             if (wb.off != 0)                                                                       \
@@ -367,7 +372,7 @@ dot_x8_n(uint32_t type, const uint8_t *blk, const x8_view *x, int64_t n, float *
                     p, _mm256_castsi128_si256(_mm_cvtsi32_si128(wb.off * x[t].s[b])));             \
             acc[t][K] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(wb.d * x[t].d[b]),   \
                                         acc[t][K]);                                                \
-            if (has_m) corr[t] += wb.m * x[t].d[b] * (float)x[t].s[b];                      \
+            if (has_m) corr[t] += wb.m * x[t].d[b] * (float)x[t].s[b];                             \
         }                                                                                          \
         blk += bb;                                                                                 \
         b++;                                                                                       \
@@ -521,15 +526,24 @@ static const dot_x8_fn *dot_x8_table(uint32_t type) {
     static const dot_x8_fn q5_k[4] = {dot_q5_k_1, dot_q5_k_2, dot_q5_k_3, dot_q5_k_4};
     static const dot_x8_fn q6_k[4] = {dot_q6_k_1, dot_q6_k_2, dot_q6_k_3, dot_q6_k_4};
     switch (type) {
-    case SLM_TYPE_Q8_0: return q8_0;
-    case SLM_TYPE_Q4_0: return q4_0;
-    case SLM_TYPE_Q4_1: return q4_1;
-    case SLM_TYPE_Q5_0: return q5_0;
-    case SLM_TYPE_Q5_1: return q5_1;
-    case SLM_TYPE_Q4_K: return q4_k;
-    case SLM_TYPE_Q5_K: return q5_k;
-    case SLM_TYPE_Q6_K: return q6_k;
-    default: return NULL;
+    case SLM_TYPE_Q8_0:
+        return q8_0;
+    case SLM_TYPE_Q4_0:
+        return q4_0;
+    case SLM_TYPE_Q4_1:
+        return q4_1;
+    case SLM_TYPE_Q5_0:
+        return q5_0;
+    case SLM_TYPE_Q5_1:
+        return q5_1;
+    case SLM_TYPE_Q4_K:
+        return q4_k;
+    case SLM_TYPE_Q5_K:
+        return q5_k;
+    case SLM_TYPE_Q6_K:
+        return q6_k;
+    default:
+        return NULL;
     }
 }
 
@@ -588,8 +602,8 @@ static void avx512_axpy_f32(float *y, float a, const float *x, int64_t n) {
                          _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
-        __m512 r = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i),
-                                   _mm512_maskz_loadu_ps(m, y + i));
+        __m512 r =
+            _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
         _mm512_mask_storeu_ps(y + i, m, r);
     }
 }
@@ -612,8 +626,7 @@ static void avx512_dequantize_row(uint32_t type, const void *src, float *dst, in
     slm_provider_avx2.dequantize_row(type, src, dst, n);
 }
 
-static float avx512_dot_row(uint32_t type, const void *row, const float *x, int64_t n,
-                            float *tmp) {
+static float avx512_dot_row(uint32_t type, const void *row, const float *x, int64_t n, float *tmp) {
     float r;
     const uint16_t *h = row;
     switch (type) {
@@ -647,9 +660,8 @@ static void matvec_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float
  * (f32 rows are used in place), then multiplied with the tokens in 2 x 3
  * register tiles over column blocks that stay in L1; the edges use smaller
  * tiles of the same shape. */
-static void matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
-                        int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
-                        float *scratch) {
+static void matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X, int64_t n_tok,
+                        int64_t x_stride, float *Y, int64_t y_stride, float *scratch) {
     const int64_t n = W->n_cols;
     const size_t stride = ((size_t)n + 15) & ~(size_t)15;
     const float *rows[AVX512_ROW_TILE];

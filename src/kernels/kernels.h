@@ -39,9 +39,8 @@ typedef struct slm_provider {
      * token and whatever the split of rows; it is dot_row(row, x_t) except
      * for types where int8_activations says otherwise. `scratch` holds
      * slm_matmul_scratch_floats(W->n_cols) floats for this call alone. */
-    void (*matmul_rows)(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
-                        int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
-                        float *scratch);
+    void (*matmul_rows)(const slm_matrix *W, int64_t r0, int64_t r1, const float *X, int64_t n_tok,
+                        int64_t x_stride, float *Y, int64_t y_stride, float *scratch);
     /* Optional (NULL = never): 1 when matmul_rows quantizes activations to
      * 8-bit blocks of 32 (scale max|x|/127, round to nearest) for this weight
      * type and uses integer dot products; the result then differs from

@@ -122,8 +122,7 @@ size_t slm_matmul_scratch_floats(int64_t n_cols) {
     /* the row tile, then SLM_MATMUL_X8_TOKENS tokens of 8-bit activations
      * (n bytes of codes + 8 bytes per 32 for scale and code sum, each token
      * rounded up to 64 bytes: under 1.5 bytes per element, 6 floats here) */
-    return (SLM_MATMUL_ROW_TILE + 6) * padded_row_floats(n_cols) +
-           SLM_MATMUL_X8_TOKENS * 16;
+    return (SLM_MATMUL_ROW_TILE + 6) * padded_row_floats(n_cols) + SLM_MATMUL_X8_TOKENS * 16;
 }
 
 typedef struct matmul_ctx {

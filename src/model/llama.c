@@ -105,8 +105,8 @@ slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, in
         return slm_fail(SLM_ERR_INVALID_ARG, "forward: batch of %d tokens (limit %d)", n,
                         b->n_batch);
     if (pos < 0 || pos + n > fw->kv.n_ctx)
-        return slm_fail(SLM_ERR_CONTEXT, "forward: positions %d..%d exceed the context of %d",
-                        pos, pos + n - 1, fw->kv.n_ctx);
+        return slm_fail(SLM_ERR_CONTEXT, "forward: positions %d..%d exceed the context of %d", pos,
+                        pos + n - 1, fw->kv.n_ctx);
     for (int32_t t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= V)
             return slm_fail(SLM_ERR_INVALID_ARG, "forward: token id %d outside the vocabulary (%d)",

@@ -21,7 +21,7 @@ static const char *const k_slot_names[SLM_LORA_N_SLOTS] = {
     "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
 };
 static const size_t k_slot_offsets[SLM_LORA_N_SLOTS] = {
-    offsetof(slm_layer, wq),     offsetof(slm_layer, wk),   offsetof(slm_layer, wv),
+    offsetof(slm_layer, wq),     offsetof(slm_layer, wk),     offsetof(slm_layer, wv),
     offsetof(slm_layer, wo),     offsetof(slm_layer, w_gate), offsetof(slm_layer, w_up),
     offsetof(slm_layer, w_down),
 };
@@ -122,8 +122,7 @@ static slm_status check_pair(const slm_model *base, const char *path, const char
                         (unsigned long long)b->ne[0], (unsigned long long)b->ne[1],
                         (long long)W->n_cols, (long long)W->n_rows, SLM_LORA_MAX_RANK);
     slm_lora_mat *e = &ad->mats[(size_t)layer * SLM_LORA_N_SLOTS + (size_t)slot];
-    if (e->r != 0)
-        return slm_fail(SLM_ERR_FORMAT, "%s: target '%s' appears twice", path, target);
+    if (e->r != 0) return slm_fail(SLM_ERR_FORMAT, "%s: target '%s' appears twice", path, target);
     e->r = (int32_t)r;
     e->n_in = W->n_cols;
     e->n_out = W->n_rows;
@@ -153,8 +152,8 @@ static slm_status load_from(const slm_model *base, const char *path, const gguf_
     slm_status st = gguf_get_f32(f, "adapter.lora.alpha", &ad->alpha);
     if (st != SLM_OK) return slm_fail_prefix(st, "%s", path);
     if (!isfinite(ad->alpha) || ad->alpha <= 0.0f)
-        return slm_fail(SLM_ERR_FORMAT, "%s: adapter.lora.alpha %g must be a positive number",
-                        path, (double)ad->alpha);
+        return slm_fail(SLM_ERR_FORMAT, "%s: adapter.lora.alpha %g must be a positive number", path,
+                        (double)ad->alpha);
 
     ad->n_layers = base->hp.n_layers;
     ad->mats = slm_calloc((size_t)ad->n_layers * SLM_LORA_N_SLOTS, sizeof *ad->mats);
@@ -289,8 +288,8 @@ static slm_status ensure_set(slm_forward *fw) {
     return SLM_OK;
 }
 
-slm_status slm_lora_bind(slm_forward *fw, const slm_adapter *const *adapters,
-                         const float *scales, size_t n) {
+slm_status slm_lora_bind(slm_forward *fw, const slm_adapter *const *adapters, const float *scales,
+                         size_t n) {
     if (!fw || (n && (!adapters || !scales)))
         return slm_fail(SLM_ERR_INVALID_ARG, "slm_session_set_adapters: NULL argument");
     if (n > SLM_LORA_MAX_ADAPTERS)
@@ -395,8 +394,9 @@ void slm_lora_apply(slm_forward *fw, const slm_matrix *W, const float *X, int32_
         const slm_adapter *ad = set->ad[k];
         const slm_lora_mat *e = &ad->mats[(size_t)layer * SLM_LORA_N_SLOTS + (size_t)slot];
         if (e->r == 0) continue;
-        lora_job job = {e,        fw->pv,   X, Y, set->tmp, x_stride,
-                        y_stride, n, set->scale[k] * ad->alpha / (float)e->r};
+        lora_job job = {e,        fw->pv,   X,
+                        Y,        set->tmp, x_stride,
+                        y_stride, n,        set->scale[k] * ad->alpha / (float)e->r};
         int64_t work = (int64_t)n * e->r * (e->n_in + e->n_out);
         if (work < LORA_PARALLEL_MIN) {
             lora_down(&job, 0, (int64_t)n * e->r, 0);

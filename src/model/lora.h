@@ -14,8 +14,8 @@
 #include "model/model.h"
 #include "slm.h"
 
-#define SLM_LORA_MAX_ADAPTERS 8  /* adapters active at once on a session */
-#define SLM_LORA_MAX_RANK 4096   /* larger ranks are treated as malformed */
+#define SLM_LORA_MAX_ADAPTERS 8 /* adapters active at once on a session */
+#define SLM_LORA_MAX_RANK 4096  /* larger ranks are treated as malformed */
 
 /* The matrices of a layer an adapter may target, in slm_layer order. */
 typedef enum slm_lora_slot {
@@ -51,7 +51,7 @@ struct slm_adapter {
 typedef struct slm_lora_set {
     int32_t n;
     const slm_adapter *ad[SLM_LORA_MAX_ADAPTERS];
-    float scale[SLM_LORA_MAX_ADAPTERS];     /* the user's scale (never 0: those are dropped) */
+    float scale[SLM_LORA_MAX_ADAPTERS];        /* the user's scale (never 0: those are dropped) */
     slm_adapter *owned[SLM_LORA_MAX_ADAPTERS]; /* loaded from the config: freed with the set */
     int32_t n_owned;
     float *tmp; /* [n_batch][tmp_r] A·x scratch */
@@ -68,8 +68,8 @@ slm_status slm_lora_load(const slm_model *base, const char *path, const char *tr
 /* Makes `fw` apply adapters[0..n) with their scales (scale 0 = not applied),
  * replacing what it applied before; allocates the set and scratch on first
  * use or growth. Adapters must fit fw's model. On failure nothing changes. */
-slm_status slm_lora_bind(slm_forward *fw, const slm_adapter *const *adapters,
-                         const float *scales, size_t n);
+slm_status slm_lora_bind(slm_forward *fw, const slm_adapter *const *adapters, const float *scales,
+                         size_t n);
 /* Hands `a` to fw's set to be freed with it (a must already be bound or
  * about to be). */
 slm_status slm_lora_take(slm_forward *fw, slm_adapter *a);

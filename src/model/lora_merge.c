@@ -20,8 +20,8 @@ static int same_file(const char *a, const char *b) {
 }
 
 /* The merged rows of one matrix, stored as `type` into a malloc'd buffer. */
-static slm_status merge_matrix(const slm_matrix *W, const slm_lora_mat *e, float s,
-                               uint32_t type, uint8_t **out, uint64_t *out_bytes) {
+static slm_status merge_matrix(const slm_matrix *W, const slm_lora_mat *e, float s, uint32_t type,
+                               uint8_t **out, uint64_t *out_bytes) {
     uint64_t rb = 0;
     SLM_TRY(slm_row_bytes(type, (uint64_t)W->n_cols, &rb));
     uint64_t total = 0;
@@ -90,8 +90,8 @@ slm_status slm_adapter_merge_file(const char *base, const char *adapter, const c
         const slm_lora_mat *e =
             slot < 0 ? NULL : &ad->mats[(size_t)layer * SLM_LORA_N_SLOTS + (size_t)slot];
         if (!e || e->r == 0) {
-            SLM_CHECK(gguf_writer_add_tensor_ref(w, name, t->type, t->n_dims, t->ne, t->data,
-                                                 t->nbytes));
+            SLM_CHECK(
+                gguf_writer_add_tensor_ref(w, name, t->type, t->n_dims, t->ne, t->data, t->nbytes));
             continue;
         }
         const slm_matrix *W = NULL;

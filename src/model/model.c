@@ -57,8 +57,8 @@ static slm_status read_hparams(slm_model *m) {
         return slm_fail(SLM_ERR_FORMAT, "%s: %s.feed_forward_length %u out of range", path,
                         m->arch_name, ffn);
     if (ctx == 0 || ctx > (1u << 24))
-        return slm_fail(SLM_ERR_FORMAT, "%s: %s.context_length %u out of range", path,
-                        m->arch_name, ctx);
+        return slm_fail(SLM_ERR_FORMAT, "%s: %s.context_length %u out of range", path, m->arch_name,
+                        ctx);
 
     uint32_t head_dim = dim / n_heads;
     uint32_t key_len = head_dim;
@@ -110,8 +110,8 @@ static slm_status find_tensor(slm_model *m, const char *name, int64_t ne0, int64
         return slm_fail(SLM_ERR_FORMAT,
                         "%s: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%lld, %lld]",
                         m->path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
-                        (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
-                        (long long)ne0, (long long)(ne1 ? ne1 : 1));
+                        (unsigned long long)t->ne[2], (unsigned long long)t->ne[3], (long long)ne0,
+                        (long long)(ne1 ? ne1 : 1));
     return SLM_OK;
 }
 
@@ -274,10 +274,11 @@ static slm_status open_verified(slm_model *m, const char *trust_dir) {
     return gguf_open_memory(m->map.data, m->map.size, m->path, &m->gguf);
 }
 
-double slm_model_verify_ms(const slm_model *m) { return m ? m->verify_ms : 0.0; }
+double slm_model_verify_ms(const slm_model *m) {
+    return m ? m->verify_ms : 0.0;
+}
 
-slm_status slm_model_open(const char *path, int inspect_only, const char *quant,
-                          slm_model **out) {
+slm_status slm_model_open(const char *path, int inspect_only, const char *quant, slm_model **out) {
     return slm_model_open_ex(path, inspect_only, quant, NULL, out);
 }
 
@@ -322,7 +323,8 @@ slm_status slm_model_open_ex(const char *path, int inspect_only, const char *qua
 
     if (inspect_only) {
         /* Best effort: a file we cannot run can still be described. */
-        if (m->arch != SLM_ARCH_UNKNOWN && read_hparams(m) != SLM_OK) memset(&m->hp, 0, sizeof m->hp);
+        if (m->arch != SLM_ARCH_UNKNOWN && read_hparams(m) != SLM_OK)
+            memset(&m->hp, 0, sizeof m->hp);
         if (slm_tokenizer_from_gguf(m->gguf, &m->tok) != SLM_OK) m->tok = NULL;
         if (m->tok) m->hp.n_vocab = slm_tokenizer_n_vocab(m->tok);
         slm_clear_error();

@@ -25,31 +25,31 @@ typedef enum slm_rope_style { SLM_ROPE_ADJACENT = 0, SLM_ROPE_HALVES = 1 } slm_r
 
 typedef struct slm_hparams {
     int32_t n_vocab;
-    int32_t dim;        /* embedding width */
+    int32_t dim; /* embedding width */
     int32_t n_layers;
     int32_t n_heads;
     int32_t n_kv_heads; /* < n_heads: grouped-query attention */
     int32_t head_dim;
-    int32_t kv_dim;     /* n_kv_heads * head_dim */
+    int32_t kv_dim; /* n_kv_heads * head_dim */
     int32_t ffn_dim;
     int32_t n_ctx_train;
-    int32_t rope_dim;   /* dimensions rotated per head (<= head_dim) */
+    int32_t rope_dim; /* dimensions rotated per head (<= head_dim) */
     float rope_base;
     float norm_eps;
     slm_rope_style rope_style;
 } slm_hparams;
 
 typedef struct slm_layer {
-    const float *attn_norm; /* [dim] */
-    const float *ffn_norm;  /* [dim] */
-    slm_matrix wq;          /* [dim] -> [dim]     (rows = outputs) */
-    slm_matrix wk;          /* [dim] -> [kv_dim] */
-    slm_matrix wv;          /* [dim] -> [kv_dim] */
-    slm_matrix wo;          /* [dim] -> [dim] */
+    const float *attn_norm;    /* [dim] */
+    const float *ffn_norm;     /* [dim] */
+    slm_matrix wq;             /* [dim] -> [dim]     (rows = outputs) */
+    slm_matrix wk;             /* [dim] -> [kv_dim] */
+    slm_matrix wv;             /* [dim] -> [kv_dim] */
+    slm_matrix wo;             /* [dim] -> [dim] */
     const float *bq, *bk, *bv; /* qwen2 biases, NULL for llama */
-    slm_matrix w_gate;      /* [dim] -> [ffn_dim] */
-    slm_matrix w_up;        /* [dim] -> [ffn_dim] */
-    slm_matrix w_down;      /* [ffn_dim] -> [dim] */
+    slm_matrix w_gate;         /* [dim] -> [ffn_dim] */
+    slm_matrix w_up;           /* [dim] -> [ffn_dim] */
+    slm_matrix w_down;         /* [ffn_dim] -> [dim] */
 } slm_layer;
 
 struct slm_model {
@@ -61,8 +61,8 @@ struct slm_model {
     char arch_name[32];
     char name[128];
     slm_hparams hp;
-    slm_matrix tok_embd;     /* [n_vocab rows][dim] */
-    slm_matrix output;       /* [n_vocab rows][dim], = tok_embd when tied */
+    slm_matrix tok_embd; /* [n_vocab rows][dim] */
+    slm_matrix output;   /* [n_vocab rows][dim], = tok_embd when tied */
     int tied_output;
     const float *output_norm;
     slm_layer *layers;
@@ -81,8 +81,7 @@ struct slm_model {
 /* Opens a model. inspect_only: metadata and tensors only (see
  * slm_model_inspect). quant: the precision the caller requires ("" or NULL =
  * whatever the file holds). */
-slm_status slm_model_open(const char *path, int inspect_only, const char *quant,
-                          slm_model **out);
+slm_status slm_model_open(const char *path, int inspect_only, const char *quant, slm_model **out);
 /* Same; trust_dir non-NULL requires path.sig to be a valid signature, by a key
  * in trust_dir, of the very bytes that are then parsed and used: the file is
  * mapped once, the mapping is hashed and checked, and GGUF is read from that
@@ -94,16 +93,16 @@ void slm_model_close(slm_model *m);
 /* Memory the forward pass needs for a batch of up to n_batch tokens. */
 typedef struct slm_forward_buf {
     int32_t n_batch;
-    float *x;      /* [n_batch][dim] residual stream */
-    float *xb;     /* [n_batch][dim] normed input */
-    float *xb2;    /* [n_batch][dim] attention output */
-    float *q;      /* [n_batch][dim] */
-    float *k;      /* [n_batch][kv_dim] */
-    float *v;      /* [n_batch][kv_dim] */
-    float *hb;     /* [n_batch][ffn_dim] */
-    float *hb2;    /* [n_batch][ffn_dim] */
-    float *att;    /* [n_threads][n_ctx] attention scores */
-    float *rope;   /* [n_ctx][rope_dim/2][2] cos, sin */
+    float *x;       /* [n_batch][dim] residual stream */
+    float *xb;      /* [n_batch][dim] normed input */
+    float *xb2;     /* [n_batch][dim] attention output */
+    float *q;       /* [n_batch][dim] */
+    float *k;       /* [n_batch][kv_dim] */
+    float *v;       /* [n_batch][kv_dim] */
+    float *hb;      /* [n_batch][ffn_dim] */
+    float *hb2;     /* [n_batch][ffn_dim] */
+    float *att;     /* [n_threads][n_ctx] attention scores */
+    float *rope;    /* [n_ctx][rope_dim/2][2] cos, sin */
     float *scratch; /* matmul scratch, per thread */
     size_t scratch_per_thread;
 } slm_forward_buf;

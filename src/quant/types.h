@@ -28,7 +28,7 @@ typedef enum slm_type {
     SLM_TYPE_COUNT = 40 /* upper bound on ids we know the name of */
 } slm_type;
 
-#define SLM_QK 32   /* legacy block size (q4_0 .. q8_1) */
+#define SLM_QK 32    /* legacy block size (q4_0 .. q8_1) */
 #define SLM_QK_K 256 /* k-quant super-block size */
 
 /* Block layouts, byte for byte as ggml writes them (ggml-common.h). All

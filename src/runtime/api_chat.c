@@ -31,13 +31,14 @@ static const char *guess_builtin(const slm_model *m) {
 }
 
 slm_status slm_chat_prompt(const slm_model *m, const slm_chat_message *msgs, size_t n_msgs,
-                           int add_generation_prompt, char **text, size_t *text_len,
-                           int32_t **ids, size_t *n_ids, const char **format_used) {
+                           int add_generation_prompt, char **text, size_t *text_len, int32_t **ids,
+                           size_t *n_ids, const char **format_used) {
     if (text) *text = NULL;
     if (ids) *ids = NULL;
     if (!m || (!msgs && n_msgs))
         return slm_fail(SLM_ERR_INVALID_ARG, "slm_chat_prompt: NULL argument");
-    if (!m->tok) return slm_fail(SLM_ERR_UNSUPPORTED, "%s: the model has no usable tokenizer", m->path);
+    if (!m->tok)
+        return slm_fail(SLM_ERR_UNSUPPORTED, "%s: the model has no usable tokenizer", m->path);
     for (size_t i = 0; i < n_msgs; i++)
         if (!msgs[i].role)
             return slm_fail(SLM_ERR_INVALID_ARG, "slm_chat_prompt: message %zu has no role", i);
@@ -51,13 +52,15 @@ slm_status slm_chat_prompt(const slm_model *m, const slm_chat_message *msgs, siz
 
     const char *used = "model";
     if (tmpl) {
-        st = slm_chat_render_template(tmpl, strlen(tmpl), msgs, n_msgs, add_generation_prompt,
-                                      bos, eos, &r);
+        st = slm_chat_render_template(tmpl, strlen(tmpl), msgs, n_msgs, add_generation_prompt, bos,
+                                      eos, &r);
         if (st == SLM_OK) goto encode;
-        if (st == SLM_ERR_INVALID_ARG) goto done; /* the template itself raised: the input is wrong */
+        if (st == SLM_ERR_INVALID_ARG)
+            goto done; /* the template itself raised: the input is wrong */
         used = guess_builtin(m);
-        slm_log(SLM_LOG_WARN, "%s: the model's chat template cannot be rendered (%s); using the "
-                              "built-in \"%s\" format",
+        slm_log(SLM_LOG_WARN,
+                "%s: the model's chat template cannot be rendered (%s); using the "
+                "built-in \"%s\" format",
                 m->path, slm_last_error(), used);
     } else {
         used = guess_builtin(m);

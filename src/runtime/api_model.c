@@ -19,7 +19,9 @@ slm_status slm_model_inspect(const char *path, slm_model **out) {
     return slm_model_open(path, 1, NULL, out);
 }
 
-void slm_model_free(slm_model *model) { slm_model_close(model); }
+void slm_model_free(slm_model *model) {
+    slm_model_close(model);
+}
 
 slm_status slm_model_get_info(const slm_model *m, slm_model_info *out) {
     if (!m || !out) return slm_fail(SLM_ERR_INVALID_ARG, "slm_model_get_info: NULL argument");
@@ -38,8 +40,8 @@ slm_status slm_model_get_info(const slm_model *m, slm_model_info *out) {
     out->rope_dim = hp->rope_dim;
     out->rope_base = hp->rope_base;
     out->norm_eps = hp->norm_eps;
-    out->tied_output = m->inspect_only ? gguf_find_tensor(m->gguf, "output.weight") == NULL
-                                       : m->tied_output;
+    out->tied_output =
+        m->inspect_only ? gguf_find_tensor(m->gguf, "output.weight") == NULL : m->tied_output;
     out->n_params = m->n_params;
     out->file_bytes = gguf_file_size(m->gguf);
     out->weight_bytes = m->weight_bytes;
@@ -48,7 +50,9 @@ slm_status slm_model_get_info(const slm_model *m, slm_model_info *out) {
     return SLM_OK;
 }
 
-size_t slm_model_n_tensors(const slm_model *m) { return m ? (size_t)gguf_n_tensors(m->gguf) : 0; }
+size_t slm_model_n_tensors(const slm_model *m) {
+    return m ? (size_t)gguf_n_tensors(m->gguf) : 0;
+}
 
 slm_status slm_model_tensor(const slm_model *m, size_t i, slm_tensor_info *out) {
     if (!m || !out || i >= gguf_n_tensors(m->gguf))
@@ -63,7 +67,9 @@ slm_status slm_model_tensor(const slm_model *m, size_t i, slm_tensor_info *out) 
     return SLM_OK;
 }
 
-size_t slm_model_n_meta(const slm_model *m) { return m ? (size_t)gguf_n_kv(m->gguf) : 0; }
+size_t slm_model_n_meta(const slm_model *m) {
+    return m ? (size_t)gguf_n_kv(m->gguf) : 0;
+}
 
 /* Appends a JSON-style quoted string, truncated to fit. */
 static void put_quoted(char *dst, size_t cap, size_t *at, const char *s, uint64_t n) {
@@ -100,23 +106,46 @@ static void put_scalar(char *dst, size_t cap, gguf_vtype t, const uint8_t *p) {
     memset(&v, 0, sizeof v);
     if ((unsigned)t < GGUF_VT_COUNT && sizes[t]) memcpy(&v, p, sizes[t]);
     switch (t) {
-    case GGUF_VT_UINT8: snprintf(dst, cap, "%u", v.u8); break;
-    case GGUF_VT_INT8: snprintf(dst, cap, "%d", v.i8); break;
-    case GGUF_VT_UINT16: snprintf(dst, cap, "%u", v.u16); break;
-    case GGUF_VT_INT16: snprintf(dst, cap, "%d", v.i16); break;
-    case GGUF_VT_UINT32: snprintf(dst, cap, "%u", v.u32); break;
-    case GGUF_VT_INT32: snprintf(dst, cap, "%d", v.i32); break;
-    case GGUF_VT_FLOAT32: snprintf(dst, cap, "%g", (double)v.f32); break;
-    case GGUF_VT_BOOL: snprintf(dst, cap, "%s", v.u8 ? "true" : "false"); break;
-    case GGUF_VT_UINT64: snprintf(dst, cap, "%llu", (unsigned long long)v.u64); break;
-    case GGUF_VT_INT64: snprintf(dst, cap, "%lld", (long long)v.i64); break;
-    case GGUF_VT_FLOAT64: snprintf(dst, cap, "%g", v.f64); break;
-    default: snprintf(dst, cap, "?"); break;
+    case GGUF_VT_UINT8:
+        snprintf(dst, cap, "%u", v.u8);
+        break;
+    case GGUF_VT_INT8:
+        snprintf(dst, cap, "%d", v.i8);
+        break;
+    case GGUF_VT_UINT16:
+        snprintf(dst, cap, "%u", v.u16);
+        break;
+    case GGUF_VT_INT16:
+        snprintf(dst, cap, "%d", v.i16);
+        break;
+    case GGUF_VT_UINT32:
+        snprintf(dst, cap, "%u", v.u32);
+        break;
+    case GGUF_VT_INT32:
+        snprintf(dst, cap, "%d", v.i32);
+        break;
+    case GGUF_VT_FLOAT32:
+        snprintf(dst, cap, "%g", (double)v.f32);
+        break;
+    case GGUF_VT_BOOL:
+        snprintf(dst, cap, "%s", v.u8 ? "true" : "false");
+        break;
+    case GGUF_VT_UINT64:
+        snprintf(dst, cap, "%llu", (unsigned long long)v.u64);
+        break;
+    case GGUF_VT_INT64:
+        snprintf(dst, cap, "%lld", (long long)v.i64);
+        break;
+    case GGUF_VT_FLOAT64:
+        snprintf(dst, cap, "%g", v.f64);
+        break;
+    default:
+        snprintf(dst, cap, "?");
+        break;
     }
 }
 
-slm_status slm_model_meta(const slm_model *m, size_t i, const char **key, char *value,
-                          size_t cap) {
+slm_status slm_model_meta(const slm_model *m, size_t i, const char **key, char *value, size_t cap) {
     if (!m || !key || !value || cap == 0 || i >= gguf_n_kv(m->gguf))
         return slm_fail(SLM_ERR_INVALID_ARG, "slm_model_meta: bad argument or index");
     const gguf_kv *kv = gguf_kv_at(m->gguf, i);
@@ -134,11 +163,12 @@ slm_status slm_model_meta(const slm_model *m, size_t i, const char **key, char *
     return SLM_OK;
 }
 
-slm_status slm_tokenize(const slm_model *m, const char *text, size_t len, int flags,
-                        int32_t **ids, size_t *n_ids) {
+slm_status slm_tokenize(const slm_model *m, const char *text, size_t len, int flags, int32_t **ids,
+                        size_t *n_ids) {
     if (!m || !ids || !n_ids || (!text && len))
         return slm_fail(SLM_ERR_INVALID_ARG, "slm_tokenize: NULL argument");
-    if (!m->tok) return slm_fail(SLM_ERR_UNSUPPORTED, "%s: the model has no usable tokenizer", m->path);
+    if (!m->tok)
+        return slm_fail(SLM_ERR_UNSUPPORTED, "%s: the model has no usable tokenizer", m->path);
     return slm_tokenizer_encode(m->tok, text ? text : "", len, flags, ids, n_ids);
 }
 
@@ -146,14 +176,21 @@ slm_status slm_detokenize(const slm_model *m, const int32_t *ids, size_t n_ids, 
                           size_t *len) {
     if (!m || !text || (!ids && n_ids))
         return slm_fail(SLM_ERR_INVALID_ARG, "slm_detokenize: NULL argument");
-    if (!m->tok) return slm_fail(SLM_ERR_UNSUPPORTED, "%s: the model has no usable tokenizer", m->path);
+    if (!m->tok)
+        return slm_fail(SLM_ERR_UNSUPPORTED, "%s: the model has no usable tokenizer", m->path);
     return slm_tokenizer_decode(m->tok, ids, n_ids, slm_tokenizer_decode_flags(m->tok), text, len);
 }
 
-const slm_tokenizer *slm_model_tokenizer(const slm_model *m) { return m ? m->tok : NULL; }
+const slm_tokenizer *slm_model_tokenizer(const slm_model *m) {
+    return m ? m->tok : NULL;
+}
 
-int32_t slm_token_bos(const slm_model *m) { return m && m->tok ? slm_tokenizer_bos(m->tok) : -1; }
-int32_t slm_token_eos(const slm_model *m) { return m && m->tok ? slm_tokenizer_eos(m->tok) : -1; }
+int32_t slm_token_bos(const slm_model *m) {
+    return m && m->tok ? slm_tokenizer_bos(m->tok) : -1;
+}
+int32_t slm_token_eos(const slm_model *m) {
+    return m && m->tok ? slm_tokenizer_eos(m->tok) : -1;
+}
 
 const char *const *slm_providers_available(void) {
     static const char *names[16];

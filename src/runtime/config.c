@@ -36,18 +36,20 @@ slm_status slm_config_new(slm_config **out) {
     return SLM_OK;
 }
 
-void slm_config_free(slm_config *cfg) { free(cfg); }
+void slm_config_free(slm_config *cfg) {
+    free(cfg);
+}
 
 static slm_status want_number(const cJSON *it, double lo, double hi, int integer, double *out) {
     if (!cJSON_IsNumber(it))
         return slm_fail(SLM_ERR_CONFIG, "config key '%s': expected a number", it->string);
     double v = it->valuedouble;
     if (!isfinite(v) || v < lo || v > hi)
-        return slm_fail(SLM_ERR_CONFIG, "config key '%s': %g is out of range [%g, %g]",
-                        it->string, v, lo, hi);
+        return slm_fail(SLM_ERR_CONFIG, "config key '%s': %g is out of range [%g, %g]", it->string,
+                        v, lo, hi);
     if (integer && floor(v) != v)
-        return slm_fail(SLM_ERR_CONFIG, "config key '%s': expected an integer, got %g",
-                        it->string, v);
+        return slm_fail(SLM_ERR_CONFIG, "config key '%s': expected an integer, got %g", it->string,
+                        v);
     *out = v;
     return SLM_OK;
 }
@@ -258,7 +260,8 @@ slm_status slm_config_apply_json(slm_config *cfg, const char *json, size_t len) 
         if (*p == '\0' && p == json + len - 1) break;
         if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
             cJSON_Delete(root);
-            return slm_fail(SLM_ERR_CONFIG, "config: unexpected text after the JSON object at byte %zu",
+            return slm_fail(SLM_ERR_CONFIG,
+                            "config: unexpected text after the JSON object at byte %zu",
                             (size_t)(p - json));
         }
     }
@@ -280,7 +283,8 @@ slm_status slm_config_apply_json(slm_config *cfg, const char *json, size_t len) 
 }
 
 slm_status slm_config_apply(slm_config *cfg, const char *text_or_path) {
-    if (!cfg || !text_or_path) return slm_fail(SLM_ERR_INVALID_ARG, "slm_config_apply: NULL argument");
+    if (!cfg || !text_or_path)
+        return slm_fail(SLM_ERR_INVALID_ARG, "slm_config_apply: NULL argument");
     const char *p = text_or_path;
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
     if (*p == '{') return slm_config_apply_json(cfg, text_or_path, strlen(text_or_path));

@@ -17,28 +17,28 @@
 typedef enum slm_ctx_policy { SLM_CTX_SHIFT = 0, SLM_CTX_ERROR = 1 } slm_ctx_policy;
 
 struct slm_config {
-    int32_t max_tokens;     /* tokens to generate */
-    float temperature;      /* 0 = greedy */
-    int32_t top_k;          /* 0 = off */
-    float top_p;            /* 1 = off */
-    float min_p;            /* 0 = off */
-    float repeat_penalty;   /* 1 = off */
-    int32_t repeat_last_n;  /* window the penalty looks at */
+    int32_t max_tokens;    /* tokens to generate */
+    float temperature;     /* 0 = greedy */
+    int32_t top_k;         /* 0 = off */
+    float top_p;           /* 1 = off */
+    float min_p;           /* 0 = off */
+    float repeat_penalty;  /* 1 = off */
+    int32_t repeat_last_n; /* window the penalty looks at */
     uint64_t seed;
     int32_t n_stop;
     char stop[SLM_MAX_STOP][SLM_MAX_STOP_LEN + 1];
-    int32_t threads;        /* 0 = one per core */
-    int32_t n_ctx;          /* 0 = the model's, capped at SLM_DEFAULT_MAX_CTX */
-    int32_t n_keep;         /* tokens kept at the start when trimming; -1 = the BOS only */
-    int32_t n_batch;        /* prefill batch */
-    char quant[16];         /* "" = as stored */
+    int32_t threads; /* 0 = one per core */
+    int32_t n_ctx;   /* 0 = the model's, capped at SLM_DEFAULT_MAX_CTX */
+    int32_t n_keep;  /* tokens kept at the start when trimming; -1 = the BOS only */
+    int32_t n_batch; /* prefill batch */
+    char quant[16];  /* "" = as stored */
     int32_t n_providers;
     char providers[SLM_MAX_PROVIDERS][16];
     slm_ctx_policy context_policy;
-    int ignore_eos;         /* keep generating past end-of-generation tokens (benchmarks) */
-    int require_signature;  /* refuse models without a valid signature by a trusted key */
+    int ignore_eos;        /* keep generating past end-of-generation tokens (benchmarks) */
+    int require_signature; /* refuse models without a valid signature by a trusted key */
     char trust_dir[SLM_MAX_TRUST_DIR + 1]; /* directory of trusted .pub files */
-    int32_t n_adapters;    /* LoRA adapters slm_session_new loads and applies */
+    int32_t n_adapters;                    /* LoRA adapters slm_session_new loads and applies */
     char adapter_path[SLM_MAX_ADAPTERS][SLM_MAX_ADAPTER_PATH + 1];
     float adapter_scale[SLM_MAX_ADAPTERS];
 };

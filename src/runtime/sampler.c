@@ -15,7 +15,9 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 static uint64_t next_u64(uint64_t s[4]) {
     uint64_t r = rotl(s[1] * 5, 7) * 9;
@@ -34,7 +36,9 @@ void slm_sampler_reseed(slm_sampler *s, uint64_t seed) {
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
 }
 
-double slm_sampler_uniform(slm_sampler *s) { return (double)(next_u64(s->rng) >> 11) * 0x1.0p-53; }
+double slm_sampler_uniform(slm_sampler *s) {
+    return (double)(next_u64(s->rng) >> 11) * 0x1.0p-53;
+}
 
 slm_status slm_sampler_init(slm_sampler *s, const slm_sampler_params *p, int32_t n_vocab) {
     memset(s, 0, sizeof *s);
@@ -97,8 +101,7 @@ static void select_top_k(slm_candidate *c, int32_t n, int32_t k) {
     qsort(c, (size_t)k, sizeof *c, cand_cmp);
 }
 
-int32_t slm_sampler_sample(slm_sampler *s, float *logits, const int32_t *recent,
-                           int32_t n_recent) {
+int32_t slm_sampler_sample(slm_sampler *s, float *logits, const int32_t *recent, int32_t n_recent) {
     const slm_sampler_params *p = &s->params;
     int32_t n = s->n_vocab;
 
@@ -112,8 +115,8 @@ int32_t slm_sampler_sample(slm_sampler *s, float *logits, const int32_t *recent,
             int seen = 0;
             for (int32_t j = from; j < i; j++) seen |= recent[j] == id;
             if (seen) continue;
-            logits[id] = logits[id] > 0 ? logits[id] / p->repeat_penalty
-                                        : logits[id] * p->repeat_penalty;
+            logits[id] =
+                logits[id] > 0 ? logits[id] / p->repeat_penalty : logits[id] * p->repeat_penalty;
         }
     }
 

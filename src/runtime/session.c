@@ -76,11 +76,11 @@ slm_status slm_session_new(slm_model *model, const slm_config *cfg_in, slm_sessi
     s->n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : model->hp.n_ctx_train;
     if (cfg->n_ctx <= 0 && s->n_ctx > SLM_DEFAULT_MAX_CTX) s->n_ctx = SLM_DEFAULT_MAX_CTX;
     if (cfg->n_ctx > 0 && cfg->n_ctx > model->hp.n_ctx_train)
-        slm_log(SLM_LOG_WARN, "n_ctx %d exceeds the %d tokens the model was trained on",
-                cfg->n_ctx, model->hp.n_ctx_train);
+        slm_log(SLM_LOG_WARN, "n_ctx %d exceeds the %d tokens the model was trained on", cfg->n_ctx,
+                model->hp.n_ctx_train);
     int32_t bos = slm_tokenizer_bos(model->tok);
-    s->n_keep = cfg->n_keep >= 0 ? cfg->n_keep
-                                 : (slm_tokenizer_add_bos(model->tok) && bos >= 0 ? 1 : 0);
+    s->n_keep =
+        cfg->n_keep >= 0 ? cfg->n_keep : (slm_tokenizer_add_bos(model->tok) && bos >= 0 ? 1 : 0);
     if (s->n_keep > s->n_ctx / 2) {
         slm_log(SLM_LOG_WARN, "n_keep %d is more than half the context (%d): keeping %d", s->n_keep,
                 s->n_ctx, s->n_ctx / 2);
@@ -94,7 +94,7 @@ slm_status slm_session_new(slm_model *model, const slm_config *cfg_in, slm_sessi
     SLM_CHECK(slm_pool_new(resolve_threads(cfg), &s->pool));
     SLM_CHECK(slm_forward_init(&s->fw, model, s->pv, s->pool, s->n_ctx, cfg->n_batch));
     SLM_CHECK(load_adapters(s));
-    slm_sampler_params sp = {cfg->temperature, cfg->top_k,          cfg->top_p, cfg->min_p,
+    slm_sampler_params sp = {cfg->temperature,    cfg->top_k,         cfg->top_p, cfg->min_p,
                              cfg->repeat_penalty, cfg->repeat_last_n, cfg->seed};
     SLM_CHECK(slm_sampler_init(&s->sampler, &sp, model->hp.n_vocab));
     SLM_CHECK(slm_text_stream_init(&s->stream));
@@ -123,17 +123,21 @@ void slm_session_free(slm_session *s) {
     free(s);
 }
 
-const char *slm_session_provider(const slm_session *s) { return s ? s->pv->name : ""; }
-int32_t slm_session_n_cached(const slm_session *s) { return s ? s->n_tokens : 0; }
+const char *slm_session_provider(const slm_session *s) {
+    return s ? s->pv->name : "";
+}
+int32_t slm_session_n_cached(const slm_session *s) {
+    return s ? s->n_tokens : 0;
+}
 
 slm_status slm_session_configure(slm_session *s, const char *json, size_t len) {
     if (!s || !json) return slm_fail(SLM_ERR_INVALID_ARG, "slm_session_configure: NULL argument");
     slm_config next = s->cfg;
     SLM_TRY(slm_config_apply_json(&next, json, len));
     const slm_config *c = &s->cfg;
-    const char *fixed = next.n_ctx != c->n_ctx ? "n_ctx"
-                        : next.n_batch != c->n_batch ? "n_batch"
-                        : next.threads != c->threads ? "threads"
+    const char *fixed = next.n_ctx != c->n_ctx         ? "n_ctx"
+                        : next.n_batch != c->n_batch   ? "n_batch"
+                        : next.threads != c->threads   ? "threads"
                         : strcmp(next.quant, c->quant) ? "quant"
                         : (next.n_adapters != c->n_adapters ||
                            memcmp(next.adapter_path, c->adapter_path, sizeof c->adapter_path) ||
@@ -153,12 +157,12 @@ slm_status slm_session_configure(slm_session *s, const char *json, size_t len) {
                         fixed);
     s->cfg = next;
     bind_stops(s);
-    slm_sampler_params sp = {next.temperature, next.top_k,          next.top_p, next.min_p,
+    slm_sampler_params sp = {next.temperature,    next.top_k,         next.top_p, next.min_p,
                              next.repeat_penalty, next.repeat_last_n, next.seed};
     s->sampler.params = sp;
     int32_t bos = slm_tokenizer_bos(s->model->tok);
-    s->n_keep = next.n_keep >= 0 ? next.n_keep
-                                 : (slm_tokenizer_add_bos(s->model->tok) && bos >= 0 ? 1 : 0);
+    s->n_keep =
+        next.n_keep >= 0 ? next.n_keep : (slm_tokenizer_add_bos(s->model->tok) && bos >= 0 ? 1 : 0);
     if (s->n_keep > s->n_ctx / 2) {
         slm_log(SLM_LOG_WARN, "n_keep %d is more than half the context (%d): keeping %d", s->n_keep,
                 s->n_ctx, s->n_ctx / 2);
@@ -166,7 +170,9 @@ slm_status slm_session_configure(slm_session *s, const char *json, size_t len) {
     }
     return SLM_OK;
 }
-int32_t slm_session_n_ctx(const slm_session *s) { return s ? s->n_ctx : 0; }
+int32_t slm_session_n_ctx(const slm_session *s) {
+    return s ? s->n_ctx : 0;
+}
 
 /* Evaluates tokens[from..to) of the session's token list at their positions,
  * in batches; the last batch's last logits go to s->logits when want_logits. */
@@ -175,8 +181,8 @@ static slm_status eval_range(slm_session *s, int32_t from, int32_t to, int want_
     for (int32_t i = from; i < to; i += nb) {
         int32_t n = to - i < nb ? to - i : nb;
         int last = i + n == to;
-        SLM_TRY(slm_forward_run(&s->fw, s->tokens + i, n, i,
-                                last && want_logits ? s->logits : NULL, 0));
+        SLM_TRY(slm_forward_run(&s->fw, s->tokens + i, n, i, last && want_logits ? s->logits : NULL,
+                                0));
     }
     return SLM_OK;
 }
@@ -234,12 +240,14 @@ slm_status slm_generate(slm_session *s, const char *prompt, size_t len, slm_toke
 slm_status slm_generate_tokens(slm_session *s, const int32_t *ids, size_t n_ids,
                                slm_token_fn on_text, void *user, slm_result *result) {
     if (result) memset(result, 0, sizeof *result);
-    if (!s || (!ids && n_ids)) return slm_fail(SLM_ERR_INVALID_ARG, "slm_generate_tokens: NULL argument");
+    if (!s || (!ids && n_ids))
+        return slm_fail(SLM_ERR_INVALID_ARG, "slm_generate_tokens: NULL argument");
     if (n_ids == 0) return slm_fail(SLM_ERR_INVALID_ARG, "slm_generate_tokens: no tokens");
     for (size_t i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= s->model->hp.n_vocab)
-            return slm_fail(SLM_ERR_INVALID_ARG, "token id %d at %zu is outside the vocabulary (%d)",
-                            ids[i], i, s->model->hp.n_vocab);
+            return slm_fail(SLM_ERR_INVALID_ARG,
+                            "token id %d at %zu is outside the vocabulary (%d)", ids[i], i,
+                            s->model->hp.n_vocab);
     int32_t *copy = malloc(n_ids * sizeof *copy);
     if (!copy) return slm_fail(SLM_ERR_NOMEM, "out of memory");
     memcpy(copy, ids, n_ids * sizeof *copy);
@@ -277,8 +285,8 @@ static slm_status generate_ids(slm_session *s, int32_t *ids, size_t n_ids, doubl
         n_use = (size_t)keep_tail;
         r.n_trims++;
         r.n_dropped += (int32_t)(n_ids - (size_t)s->n_keep - (size_t)keep_tail);
-        slm_log(SLM_LOG_INFO, "prompt of %zu tokens trimmed to %d to fit the context of %d",
-                n_ids, s->n_keep + keep_tail, s->n_ctx);
+        slm_log(SLM_LOG_INFO, "prompt of %zu tokens trimmed to %d to fit the context of %d", n_ids,
+                s->n_keep + keep_tail, s->n_ctx);
     }
     /* Reuse the cached prefix this prompt shares with the last one; at least
      * one token is evaluated so that there are logits to sample from. */
@@ -300,7 +308,8 @@ static slm_status generate_ids(slm_session *s, int32_t *ids, size_t n_ids, doubl
     r.finish = SLM_FINISH_LENGTH;
     char piece[256];
     while (st == SLM_OK && r.n_generated < cfg->max_tokens) {
-        int32_t recent_from = s->n_tokens > cfg->repeat_last_n ? s->n_tokens - cfg->repeat_last_n : 0;
+        int32_t recent_from =
+            s->n_tokens > cfg->repeat_last_n ? s->n_tokens - cfg->repeat_last_n : 0;
         int32_t next = slm_sampler_sample(&s->sampler, s->logits, s->tokens + recent_from,
                                           s->n_tokens - recent_from);
         if (r.n_generated == 0) r.ttft_ms = slm_now_ms() - t0;
@@ -324,8 +333,9 @@ static slm_status generate_ids(slm_session *s, int32_t *ids, size_t n_ids, doubl
         if (r.n_generated >= cfg->max_tokens) break;
         if (s->n_tokens >= s->n_ctx) {
             if (cfg->context_policy == SLM_CTX_ERROR) {
-                st = slm_fail(SLM_ERR_CONTEXT, "the context of %d tokens is full (context_policy "
-                                               "\"error\")",
+                st = slm_fail(SLM_ERR_CONTEXT,
+                              "the context of %d tokens is full (context_policy "
+                              "\"error\")",
                               s->n_ctx);
                 break;
             }
@@ -382,7 +392,8 @@ slm_status slm_prompt_logits(slm_session *s, const char *prompt, size_t len, flo
 
 slm_status slm_perplexity(slm_session *s, const char *text, size_t len, int32_t n_ctx,
                           slm_perplexity_result *out) {
-    if (!s || !out || (!text && len)) return slm_fail(SLM_ERR_INVALID_ARG, "slm_perplexity: NULL argument");
+    if (!s || !out || (!text && len))
+        return slm_fail(SLM_ERR_INVALID_ARG, "slm_perplexity: NULL argument");
     memset(out, 0, sizeof *out);
     if (n_ctx < 2 || n_ctx > s->n_ctx)
         return slm_fail(SLM_ERR_INVALID_ARG,
@@ -390,13 +401,13 @@ slm_status slm_perplexity(slm_session *s, const char *text, size_t len, int32_t 
                         n_ctx, s->n_ctx);
     int32_t *ids = NULL;
     size_t n = 0;
-    SLM_TRY(slm_tokenizer_encode(s->model->tok, text ? text : "", len, SLM_TOKENIZE_ADD_BOS, &ids,
-                                 &n));
+    SLM_TRY(
+        slm_tokenizer_encode(s->model->tok, text ? text : "", len, SLM_TOKENIZE_ADD_BOS, &ids, &n));
     size_t n_windows = n / (size_t)n_ctx;
     if (n_windows == 0) {
         free(ids);
-        return slm_fail(SLM_ERR_INVALID_ARG,
-                        "the text has %zu tokens, fewer than one window of %d", n, n_ctx);
+        return slm_fail(SLM_ERR_INVALID_ARG, "the text has %zu tokens, fewer than one window of %d",
+                        n, n_ctx);
     }
     size_t V = (size_t)s->model->hp.n_vocab;
     int32_t nb = s->fw.buf.n_batch;

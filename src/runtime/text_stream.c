@@ -35,8 +35,11 @@ size_t slm_utf8_complete_prefix(const char *s, size_t n) {
     for (size_t k = 1; k <= back; k++) {
         unsigned char c = (unsigned char)s[n - k];
         if ((c & 0xC0) == 0x80) continue; /* continuation byte */
-        size_t need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                                   : (c & 0xF8) == 0xF0 ? 4 : 1;
+        size_t need = c < 0x80             ? 1
+                      : (c & 0xE0) == 0xC0 ? 2
+                      : (c & 0xF0) == 0xE0 ? 3
+                      : (c & 0xF8) == 0xF0 ? 4
+                                           : 1;
         if (need > k && k < 4) return n - k; /* incomplete, hold it back */
         return n;
     }

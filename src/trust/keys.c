@@ -146,7 +146,9 @@ cleanup:
     return st;
 }
 
-void slm_seckey_wipe(slm_seckey *k) { sodium_memzero(k, sizeof *k); }
+void slm_seckey_wipe(slm_seckey *k) {
+    sodium_memzero(k, sizeof *k);
+}
 
 slm_status slm_trust_write_file(const char *path, const char *data, size_t n, unsigned mode,
                                 int replace) {
@@ -156,8 +158,8 @@ slm_status slm_trust_write_file(const char *path, const char *data, size_t n, un
     snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        slm_status st = slm_fail(SLM_ERR_IO, "%s: cannot create a temporary file: %s", path,
-                                 strerror(errno));
+        slm_status st =
+            slm_fail(SLM_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
         free(tmp);
         return st;
     }

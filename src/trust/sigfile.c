@@ -15,8 +15,8 @@ slm_status slm_sig_parse(const char *buf, size_t len, const char *name, slm_sig 
     if (!buf && len) return slm_fail(SLM_ERR_INVALID_ARG, "slm_sig_parse: NULL buffer");
     if (len > SLM_TRUST_MAX_SIG_FILE)
         return slm_fail(SLM_ERR_SIGNATURE,
-                        "%s: malformed signature file: %zu bytes, more than the limit of %u",
-                        name, len, SLM_TRUST_MAX_SIG_FILE);
+                        "%s: malformed signature file: %zu bytes, more than the limit of %u", name,
+                        len, SLM_TRUST_MAX_SIG_FILE);
     slm_text_cursor c = {buf, len, 0, 1, name, "signature file"};
     const char *v = NULL;
     size_t vl = 0;

@@ -37,16 +37,16 @@ slm_status slm_text_magic(slm_text_cursor *c, const char *magic) {
     return SLM_OK;
 }
 
-slm_status slm_text_field(slm_text_cursor *c, const char *field, size_t max_len,
-                          const char **value, size_t *value_len) {
+slm_status slm_text_field(slm_text_cursor *c, const char *field, size_t max_len, const char **value,
+                          size_t *value_len) {
     const char *line = NULL;
     size_t n = 0;
     int at = c->line;
     size_t fl = strlen(field);
     char what[96];
     snprintf(what, sizeof what, "\"%s: ...\"", field);
-    if (!next_line(c, &line, &n) || n < fl + 2 || memcmp(line, field, fl) != 0 ||
-        line[fl] != ':' || line[fl + 1] != ' ') {
+    if (!next_line(c, &line, &n) || n < fl + 2 || memcmp(line, field, fl) != 0 || line[fl] != ':' ||
+        line[fl + 1] != ' ') {
         c->line = at;
         return bad(c, what);
     }
@@ -84,8 +84,10 @@ slm_status slm_text_hex(slm_text_cursor *c, const char *field, uint8_t *out, siz
     int ok = vl == 2 * n;
     for (size_t i = 0; ok && i < n; i++) {
         int hi = hex_digit(v[2 * i]), lo = hex_digit(v[2 * i + 1]);
-        if (hi < 0 || lo < 0) ok = 0;
-        else out[i] = (uint8_t)(hi << 4 | lo);
+        if (hi < 0 || lo < 0)
+            ok = 0;
+        else
+            out[i] = (uint8_t)(hi << 4 | lo);
     }
     if (!ok) {
         c->line = at;
@@ -104,11 +106,14 @@ slm_status slm_text_uint(slm_text_cursor *c, const char *field, uint64_t max, ui
     uint64_t x = 0;
     int ok = vl > 0 && !(vl > 1 && v[0] == '0');
     for (size_t i = 0; ok && i < vl; i++) {
-        if (v[i] < '0' || v[i] > '9') ok = 0;
+        if (v[i] < '0' || v[i] > '9')
+            ok = 0;
         else {
             uint64_t d = (uint64_t)(v[i] - '0');
-            if (x > (max - d) / 10) ok = 0;
-            else x = x * 10 + d;
+            if (x > (max - d) / 10)
+                ok = 0;
+            else
+                x = x * 10 + d;
         }
     }
     if (!ok) {

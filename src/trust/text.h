@@ -21,8 +21,8 @@ typedef struct slm_text_cursor {
 slm_status slm_text_magic(slm_text_cursor *c, const char *magic);
 /* The next line must be "<field>: <value>"; value has no control bytes
  * (bytes < 0x20 or 0x7f) and at most max_len bytes. */
-slm_status slm_text_field(slm_text_cursor *c, const char *field, size_t max_len,
-                          const char **value, size_t *value_len);
+slm_status slm_text_field(slm_text_cursor *c, const char *field, size_t max_len, const char **value,
+                          size_t *value_len);
 /* Same, and the value is exactly 2*n lowercase hex digits. */
 slm_status slm_text_hex(slm_text_cursor *c, const char *field, uint8_t *out, size_t n);
 /* Same, and the value is a decimal integer <= max without leading zeros. */

@@ -25,15 +25,15 @@
 
 #include "slm.h"
 
-#define SLM_TRUST_HASH_BYTES 32u      /* BLAKE2b-256 */
-#define SLM_TRUST_KEY_ID_BYTES 8u     /* prefix of the public key's hash */
-#define SLM_TRUST_PK_BYTES 32u        /* Ed25519 public key */
-#define SLM_TRUST_SEED_BYTES 32u      /* Ed25519 secret seed */
-#define SLM_TRUST_SIG_BYTES 64u       /* Ed25519 signature */
-#define SLM_TRUST_MAX_COMMENT 256u    /* bytes of the comment field */
-#define SLM_TRUST_MAX_SIG_FILE 4096u  /* a larger .sig file is malformed */
-#define SLM_TRUST_MAX_KEY_FILE 1024u  /* a larger key file is malformed */
-#define SLM_TRUST_MAX_KEYS 4096u      /* .pub files examined in a trust dir */
+#define SLM_TRUST_HASH_BYTES 32u        /* BLAKE2b-256 */
+#define SLM_TRUST_KEY_ID_BYTES 8u       /* prefix of the public key's hash */
+#define SLM_TRUST_PK_BYTES 32u          /* Ed25519 public key */
+#define SLM_TRUST_SEED_BYTES 32u        /* Ed25519 secret seed */
+#define SLM_TRUST_SIG_BYTES 64u         /* Ed25519 signature */
+#define SLM_TRUST_MAX_COMMENT 256u      /* bytes of the comment field */
+#define SLM_TRUST_MAX_SIG_FILE 4096u    /* a larger .sig file is malformed */
+#define SLM_TRUST_MAX_KEY_FILE 1024u    /* a larger key file is malformed */
+#define SLM_TRUST_MAX_KEYS 4096u        /* .pub files examined in a trust dir */
 #define SLM_TRUST_HASH_CHUNK (1u << 20) /* bytes hashed per update */
 #define SLM_TRUST_ALGORITHM "ed25519-blake2b256"
 

@@ -48,8 +48,10 @@ static slm_status read_sig(const char *path, const char *sig_path, slm_sig *sig)
     int fd = open(sig_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
-            return FAIL_CHECK(path, "missing signature", "%s does not exist (sign the file with "
-                              "'slm sign')", sig_path);
+            return FAIL_CHECK(path, "missing signature",
+                              "%s does not exist (sign the file with "
+                              "'slm sign')",
+                              sig_path);
         return slm_fail(SLM_ERR_IO, "%s: cannot open: %s", sig_path, strerror(errno));
     }
     char buf[SLM_TRUST_MAX_SIG_FILE + 1];

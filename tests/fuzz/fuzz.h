@@ -15,12 +15,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_ASSERT(cond)                                                                          \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);           \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
 
 /* Parsers log warnings for odd but accepted input; keep fuzzing quiet. */
-static inline void fuzz_quiet(void) { slm_log_set_level(SLM_LOG_ERROR); }
+static inline void fuzz_quiet(void) {
+    slm_log_set_level(SLM_LOG_ERROR);
+}
 
 #endif

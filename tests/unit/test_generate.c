@@ -70,9 +70,16 @@ int main(void) {
     check_tmp_path("gen-f16.gguf", path16, sizeof path16);
     check_tmp_path("gen-q8.gguf", path8, sizeof path8);
     check_tmp_path("gen-qwen.gguf", pathq, sizeof pathq);
-    slm_test_model_params p = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-                               .ffn_dim = 128, .n_ctx = 256, .n_extra_vocab = 40,
-                               .wtype = SLM_TYPE_F32, .seed = 3, .scale = 0.08f};
+    slm_test_model_params p = {.dim = 64,
+                               .n_layers = 2,
+                               .n_heads = 4,
+                               .n_kv_heads = 2,
+                               .ffn_dim = 128,
+                               .n_ctx = 256,
+                               .n_extra_vocab = 40,
+                               .wtype = SLM_TYPE_F32,
+                               .seed = 3,
+                               .scale = 0.08f};
     CHECK_OK(slm_test_write_model(path, &p));
     p.wtype = SLM_TYPE_F16;
     CHECK_OK(slm_test_write_model(path16, &p));
@@ -115,13 +122,16 @@ int main(void) {
     CHECK_OK(gen(m, "{\"temperature\":0,\"max_tokens\":40,\"ignore_eos\":true}", "the", &b, &rb));
     CHECK(ra.n_generated == 40 && ra.finish == SLM_FINISH_LENGTH);
     CHECK(a.n > 0 && !strcmp(a.s, b.s));
-    CHECK_OK(gen(m, "{\"temperature\":0.9,\"seed\":7,\"threads\":1,\"max_tokens\":60,\"ignore_eos\":true}",
-                 "the sea", &a, &ra));
-    CHECK_OK(gen(m, "{\"temperature\":0.9,\"seed\":7,\"threads\":2,\"max_tokens\":60,\"ignore_eos\":true}",
-                 "the sea", &b, &rb));
+    CHECK_OK(gen(
+        m, "{\"temperature\":0.9,\"seed\":7,\"threads\":1,\"max_tokens\":60,\"ignore_eos\":true}",
+        "the sea", &a, &ra));
+    CHECK_OK(gen(
+        m, "{\"temperature\":0.9,\"seed\":7,\"threads\":2,\"max_tokens\":60,\"ignore_eos\":true}",
+        "the sea", &b, &rb));
     CHECK_MSG(!strcmp(a.s, b.s), "1 thread: '%s'\n2 threads: '%s'", a.s, b.s);
-    CHECK_OK(gen(m, "{\"temperature\":0.9,\"seed\":8,\"threads\":2,\"max_tokens\":60,\"ignore_eos\":true}",
-                 "the sea", &b, &rb));
+    CHECK_OK(gen(
+        m, "{\"temperature\":0.9,\"seed\":8,\"threads\":2,\"max_tokens\":60,\"ignore_eos\":true}",
+        "the sea", &b, &rb));
     CHECK(strcmp(a.s, b.s) != 0); /* another seed, another text */
 
     /* a second prompt sharing a prefix reuses the cache and gives what a fresh
@@ -140,7 +150,8 @@ int main(void) {
         CHECK(r1.n_cached == 0);
         CHECK_OK(slm_generate(s, p2, strlen(p2), collect, &t2, &r2));
         CHECK_MSG(r2.n_cached > 3, "reused %d", r2.n_cached);
-        CHECK_OK(gen(m, "{\"temperature\":0,\"max_tokens\":12,\"ignore_eos\":true}", p2, &fresh, &rf));
+        CHECK_OK(
+            gen(m, "{\"temperature\":0,\"max_tokens\":12,\"ignore_eos\":true}", p2, &fresh, &rf));
         CHECK(!strcmp(t2.s, fresh.s));
         CHECK_OK(slm_session_configure(s, "{\"max_tokens\":3}", 16));
         memset(&t1, 0, sizeof t1);
@@ -159,7 +170,8 @@ int main(void) {
     CHECK_OK(logits_with(m, "{\"n_batch\":256}", prompt, &l1, &nt1, &nv1));
     CHECK_OK(logits_with(m, "{\"n_batch\":1,\"threads\":2}", prompt, &l2, &nt2, &nv2));
     CHECK(nt1 == nt2 && nv1 == nv2 && nt1 > 5);
-    if (l1 && l2) CHECK_MSG(max_rel_diff(l1, l2, nt1 * nv1) < 1e-5, "%g", max_rel_diff(l1, l2, nt1 * nv1));
+    if (l1 && l2)
+        CHECK_MSG(max_rel_diff(l1, l2, nt1 * nv1) < 1e-5, "%g", max_rel_diff(l1, l2, nt1 * nv1));
     free(l2);
 
     /* F16 and Q8_0 copies of the same weights give nearly the same logits */
@@ -168,13 +180,17 @@ int main(void) {
     CHECK_OK(slm_model_load(path8, NULL, &m8));
     if (m16) {
         CHECK_OK(logits_with(m16, NULL, prompt, &l2, &nt2, &nv2));
-        if (l1 && l2) CHECK_MSG(max_rel_diff(l2, l1, nt1 * nv1) < 0.01, "f16 %g", max_rel_diff(l2, l1, nt1 * nv1));
+        if (l1 && l2)
+            CHECK_MSG(max_rel_diff(l2, l1, nt1 * nv1) < 0.01, "f16 %g",
+                      max_rel_diff(l2, l1, nt1 * nv1));
         free(l2);
         l2 = NULL;
     }
     if (m8) {
         CHECK_OK(logits_with(m8, NULL, prompt, &l2, &nt2, &nv2));
-        if (l1 && l2) CHECK_MSG(max_rel_diff(l2, l1, nt1 * nv1) < 0.05, "q8_0 %g", max_rel_diff(l2, l1, nt1 * nv1));
+        if (l1 && l2)
+            CHECK_MSG(max_rel_diff(l2, l1, nt1 * nv1) < 0.05, "q8_0 %g",
+                      max_rel_diff(l2, l1, nt1 * nv1));
         free(l2);
         l2 = NULL;
     }
@@ -186,8 +202,9 @@ int main(void) {
     CHECK(rt.n_generated == 100);
     CHECK(rt.n_trims > 0 && rt.n_dropped > 0);
     /* ... or fails when the policy says so */
-    CHECK_ERR(gen(m, "{\"temperature\":0,\"n_ctx\":32,\"max_tokens\":100,\"ignore_eos\":true,"
-                     "\"context_policy\":\"error\"}",
+    CHECK_ERR(gen(m,
+                  "{\"temperature\":0,\"n_ctx\":32,\"max_tokens\":100,\"ignore_eos\":true,"
+                  "\"context_policy\":\"error\"}",
                   "the sea", &a, &rt),
               SLM_ERR_CONTEXT, "full");
     /* a prompt longer than the context is trimmed, with the flag set */
@@ -264,7 +281,8 @@ int main(void) {
         slm_model_info qi;
         slm_model_get_info(mw, &qi);
         CHECK(!strcmp(qi.arch, "qwen2") && qi.tied_output);
-        CHECK_OK(gen(mw, "{\"temperature\":0,\"max_tokens\":10,\"ignore_eos\":true}", "the", &a, &ra));
+        CHECK_OK(
+            gen(mw, "{\"temperature\":0,\"max_tokens\":10,\"ignore_eos\":true}", "the", &a, &ra));
         CHECK(ra.n_generated == 10);
     }
 
@@ -276,7 +294,8 @@ int main(void) {
     CHECK(slm_model_n_tensors(mi) == 3 + 9 * 2);
     slm_model_free(mi);
 
-    CHECK_ERR(slm_model_load("/nonexistent/model.gguf", NULL, &mi), SLM_ERR_IO, "/nonexistent/model.gguf");
+    CHECK_ERR(slm_model_load("/nonexistent/model.gguf", NULL, &mi), SLM_ERR_IO,
+              "/nonexistent/model.gguf");
 
     slm_model_free(mw);
     slm_model_free(m16);

@@ -40,7 +40,9 @@ static void r_put(raw *r, const void *d, size_t n) {
     if (n) memcpy(r->p + r->n, d, n);
     r->n += n;
 }
-static void r_u8(raw *r, uint8_t v) { r_put(r, &v, 1); }
+static void r_u8(raw *r, uint8_t v) {
+    r_put(r, &v, 1);
+}
 static void r_u16(raw *r, uint16_t v) {
     r_u8(r, (uint8_t)v);
     r_u8(r, (uint8_t)(v >> 8));
@@ -115,7 +117,7 @@ static slm_status open_exact(const void *data, size_t n, gguf_file **f) {
  * tensors, both at aligned offsets. Parts are switchable by the caller. */
 typedef struct base_opts {
     uint32_t version;
-    uint64_t ne0;      /* of t0 */
+    uint64_t ne0; /* of t0 */
     uint32_t t0_type;
     uint64_t t1_offset;
 } base_opts;
@@ -149,12 +151,9 @@ typedef struct tspec {
 } tspec;
 
 static const tspec k_tensors[] = {
-    {"v.f32", SLM_TYPE_F32, 1, {5, 1, 1, 1}},
-    {"m.f16", SLM_TYPE_F16, 2, {3, 2, 1, 1}},
-    {"m.q8_0", SLM_TYPE_Q8_0, 2, {64, 3, 1, 1}},
-    {"m.q4_k", SLM_TYPE_Q4_K, 2, {256, 2, 1, 1}},
-    {"c.f32", SLM_TYPE_F32, 3, {4, 3, 2, 1}},
-    {"h.bf16", SLM_TYPE_BF16, 4, {2, 2, 2, 3}},
+    {"v.f32", SLM_TYPE_F32, 1, {5, 1, 1, 1}},    {"m.f16", SLM_TYPE_F16, 2, {3, 2, 1, 1}},
+    {"m.q8_0", SLM_TYPE_Q8_0, 2, {64, 3, 1, 1}}, {"m.q4_k", SLM_TYPE_Q4_K, 2, {256, 2, 1, 1}},
+    {"c.f32", SLM_TYPE_F32, 3, {4, 3, 2, 1}},    {"h.bf16", SLM_TYPE_BF16, 4, {2, 2, 2, 3}},
     {"q.q4_0", SLM_TYPE_Q4_0, 1, {32, 1, 1, 1}},
 };
 #define N_TENSORS ((int)(sizeof k_tensors / sizeof k_tensors[0]))
@@ -213,8 +212,8 @@ static gguf_writer *build_writer(uint8_t **blobs) {
         if (i % 2)
             CHECK_OK(gguf_writer_add_tensor(w, s->name, s->type, s->n_dims, s->ne, blobs[i], n));
         else
-            CHECK_OK(gguf_writer_add_tensor_ref(w, s->name, s->type, s->n_dims, s->ne, blobs[i],
-                                                n));
+            CHECK_OK(
+                gguf_writer_add_tensor_ref(w, s->name, s->type, s->n_dims, s->ne, blobs[i], n));
     }
     return w;
 }
@@ -425,16 +424,16 @@ static void test_scalars_and_getters(void) {
         uint64_t bits;
     } sc[] = {
         {"u8", GGUF_VT_UINT8, 200},
-        {"i8", GGUF_VT_INT8, 0xfe},               /* -2 */
+        {"i8", GGUF_VT_INT8, 0xfe}, /* -2 */
         {"u16", GGUF_VT_UINT16, 60000},
-        {"i16", GGUF_VT_INT16, 0x8000},           /* -32768 */
+        {"i16", GGUF_VT_INT16, 0x8000}, /* -32768 */
         {"u32", GGUF_VT_UINT32, 4000000000u},
-        {"i32", GGUF_VT_INT32, 0xffffffffu},      /* -1 */
-        {"f32", GGUF_VT_FLOAT32, 0x40490fdbu},    /* 3.14159274 */
+        {"i32", GGUF_VT_INT32, 0xffffffffu},   /* -1 */
+        {"f32", GGUF_VT_FLOAT32, 0x40490fdbu}, /* 3.14159274 */
         {"bool", GGUF_VT_BOOL, 1},
         {"u64", GGUF_VT_UINT64, 5000000000ull},
-        {"i64", GGUF_VT_INT64, 0xfffffffffffffff6ull}, /* -10 */
-        {"f64", GGUF_VT_FLOAT64, 0x3fd0000000000000ull}, /* 0.25 */
+        {"i64", GGUF_VT_INT64, 0xfffffffffffffff6ull},       /* -10 */
+        {"f64", GGUF_VT_FLOAT64, 0x3fd0000000000000ull},     /* 0.25 */
         {"f64.big", GGUF_VT_FLOAT64, 0x7fefffffffffffffull}, /* DBL_MAX */
         {"u64.small", GGUF_VT_UINT64, 12},
         {"skip.me", GGUF_VT_UINT8, 1},
@@ -540,7 +539,7 @@ static void test_scalars_and_getters(void) {
             const gguf_kv *c = gguf_kv_at(g, j++);
             CHECK(c && a->key.len == c->key.len && memcmp(a->key.ptr, c->key.ptr, a->key.len) == 0);
             CHECK(c && c->type == a->type && c->arr_type == a->arr_type);
-            size_t sz = a->type == GGUF_VT_ARRAY ? (size_t)a->arr_len * 2
+            size_t sz = a->type == GGUF_VT_ARRAY    ? (size_t)a->arr_len * 2
                         : a->type == GGUF_VT_STRING ? (size_t)a->str.len
                                                     : gguf_vtype_size(a->type);
             CHECK(c && memcmp(a->data, c->data, sz) == 0);
@@ -570,8 +569,8 @@ static void test_writer_errors(void) {
               "dimensions");
     CHECK_ERR(gguf_writer_add_tensor(w, "u", SLM_TYPE_F32, 0, ne, data, 64), SLM_ERR_INVALID_ARG,
               "dimensions");
-    CHECK_ERR(gguf_writer_add_tensor(w, "u", SLM_TYPE_Q8_0, 2, ne, data, 64),
-              SLM_ERR_INVALID_ARG, "'u'");
+    CHECK_ERR(gguf_writer_add_tensor(w, "u", SLM_TYPE_Q8_0, 2, ne, data, 64), SLM_ERR_INVALID_ARG,
+              "'u'");
     uint64_t ne0[2] = {8, 0};
     CHECK_ERR(gguf_writer_add_tensor(w, "u", SLM_TYPE_F32, 2, ne0, data, 0), SLM_ERR_INVALID_ARG,
               "dimension 1");
@@ -589,8 +588,7 @@ static void test_writer_errors(void) {
     CHECK_ERR(gguf_writer_set_arr(w, "k", GGUF_VT_STRING, data, 1), SLM_ERR_INVALID_ARG, "string");
     CHECK_ERR(gguf_writer_set_arr(w, "k", GGUF_VT_ARRAY, data, 1), SLM_ERR_INVALID_ARG, "array");
     const uint8_t bad_bools[2] = {1, 2};
-    CHECK_ERR(gguf_writer_set_arr(w, "k", GGUF_VT_BOOL, bad_bools, 2), SLM_ERR_INVALID_ARG,
-              "bool");
+    CHECK_ERR(gguf_writer_set_arr(w, "k", GGUF_VT_BOOL, bad_bools, 2), SLM_ERR_INVALID_ARG, "bool");
     CHECK_ERR(gguf_writer_set_str(w, "k", NULL), SLM_ERR_INVALID_ARG, "NULL");
 
     /* A custom alignment is honoured. */
@@ -1100,8 +1098,8 @@ static void check_rewrite_identical(const gguf_file *f) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
         char name[GGUF_MAX_NAME + 1];
         snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        CHECK_OK(gguf_writer_add_tensor_ref(w, name, t->type, t->n_dims, t->ne, t->data,
-                                            t->nbytes));
+        CHECK_OK(
+            gguf_writer_add_tensor_ref(w, name, t->type, t->n_dims, t->ne, t->data, t->nbytes));
     }
     uint8_t *mem = NULL;
     size_t size = 0;
@@ -1166,8 +1164,8 @@ static int shape_is(const gguf_file *f, const char *name, uint32_t type, uint64_
         fprintf(stderr, "missing tensor %s\n", name);
         return 0;
     }
-    int ok = t->type == type && t->ne[0] == ne0 && t->ne[1] == ne1 &&
-             t->n_dims == (ne1 > 1 ? 2u : 1u);
+    int ok =
+        t->type == type && t->ne[0] == ne0 && t->ne[1] == ne1 && t->n_dims == (ne1 > 1 ? 2u : 1u);
     if (!ok)
         fprintf(stderr, "%s: type %u [%llu, %llu] n_dims %u\n", name, t->type,
                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], t->n_dims);

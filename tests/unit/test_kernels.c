@@ -314,9 +314,9 @@ static void test_selection(void) {
     CHECK(slm_provider_find("avx512") == &slm_provider_avx512);
     CHECK(slm_providers_all()[0] == &slm_provider_avx512);
     const char *g[] = {"avx512", "avx2", "ref"};
-    const slm_provider *want_g = slm_provider_avx512.available()  ? &slm_provider_avx512
+    const slm_provider *want_g = slm_provider_avx512.available() ? &slm_provider_avx512
                                  : slm_provider_avx2.available() ? &slm_provider_avx2
-                                                                  : ref;
+                                                                 : ref;
     CHECK(slm_provider_select(g, 3) == want_g);
     if (slm_provider_avx512.available()) CHECK(best == &slm_provider_avx512);
     /* avx512 needs everything avx2 needs */

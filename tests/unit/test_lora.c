@@ -27,14 +27,14 @@ typedef struct target {
 
 typedef enum fault {
     F_NONE = 0,
-    F_SHAPE,        /* lora_a has n_in + 1 columns */
-    F_RANK,         /* lora_b has rank r + 1 */
-    F_UNKNOWN,      /* targets blk.<LAYERS>.attn_q.weight, absent from the base */
-    F_NO_ALPHA,     /* adapter.lora.alpha missing */
-    F_NOT_ADAPTER,  /* general.type = "model" */
-    F_NO_PARTNER,   /* lora_b missing */
-    F_F16,          /* valid: A and B stored as f16 */
-    F_BF16,         /* valid: A and B stored as bf16 */
+    F_SHAPE,       /* lora_a has n_in + 1 columns */
+    F_RANK,        /* lora_b has rank r + 1 */
+    F_UNKNOWN,     /* targets blk.<LAYERS>.attn_q.weight, absent from the base */
+    F_NO_ALPHA,    /* adapter.lora.alpha missing */
+    F_NOT_ADAPTER, /* general.type = "model" */
+    F_NO_PARTNER,  /* lora_b missing */
+    F_F16,         /* valid: A and B stored as f16 */
+    F_BF16,        /* valid: A and B stored as bf16 */
 } fault;
 
 /* Shapes of the model adapters are written for (test_threads changes them). */
@@ -42,9 +42,9 @@ static int64_t g_dim = DIM, g_ffn = FFN, g_kv = KV_DIM;
 
 static void stem_dims(const char *stem, int64_t *n_in, int64_t *n_out) {
     *n_in = !strcmp(stem, "ffn_down") ? g_ffn : g_dim;
-    *n_out = !strcmp(stem, "attn_k") || !strcmp(stem, "attn_v") ? g_kv
+    *n_out = !strcmp(stem, "attn_k") || !strcmp(stem, "attn_v")     ? g_kv
              : !strcmp(stem, "ffn_gate") || !strcmp(stem, "ffn_up") ? g_ffn
-                                                                     : g_dim;
+                                                                    : g_dim;
 }
 
 /* Writes an adapter with random A and B as llama.cpp names and shapes them. */
@@ -146,7 +146,7 @@ static double max_abs(const float *a, size_t n) {
     return d;
 }
 
-static const target T1[] = {{0, "attn_q", 8}, {0, "attn_v", 4},  {1, "attn_k", 16},
+static const target T1[] = {{0, "attn_q", 8},      {0, "attn_v", 4},   {1, "attn_k", 16},
                             {1, "attn_output", 8}, {0, "ffn_gate", 8}, {1, "ffn_up", 4},
                             {0, "ffn_down", 12}};
 static const target T2[] = {{1, "attn_q", 4}, {0, "ffn_up", 8}, {1, "ffn_down", 16}};
@@ -216,8 +216,7 @@ static void test_f32_base(const char *base, const char *ad1, const char *ad2) {
     if (both_lg && m12_lg && nb == n12) {
         double err = max_abs_diff(both_lg, m12_lg, nb);
         printf("two adapters vs merged twice: %.3g\n", err);
-        CHECK_MSG(err < 1e-4 * fmax(1.0, max_abs(m12_lg, nb)), "two adapters vs merged: %g",
-                  err);
+        CHECK_MSG(err < 1e-4 * fmax(1.0, max_abs(m12_lg, nb)), "two adapters vs merged: %g", err);
         CHECK(max_abs_diff(both_lg, merged_lg, nb) > 0.01);
     }
     free(both_lg);
@@ -298,8 +297,12 @@ static void test_q8_base(const char *ad1) {
     check_tmp_path("lora-base-q8.gguf", base, sizeof base);
     check_tmp_path("lora-merged-q8.gguf", mq, sizeof mq);
     check_tmp_path("lora-merged-q8-f32.gguf", mf, sizeof mf);
-    slm_test_model_params p = {.dim = DIM, .n_layers = LAYERS, .n_heads = HEADS,
-                               .n_kv_heads = KV_HEADS, .ffn_dim = FFN, .wtype = SLM_TYPE_Q8_0,
+    slm_test_model_params p = {.dim = DIM,
+                               .n_layers = LAYERS,
+                               .n_heads = HEADS,
+                               .n_kv_heads = KV_HEADS,
+                               .ffn_dim = FFN,
+                               .wtype = SLM_TYPE_Q8_0,
                                .seed = 7};
     CHECK_OK(slm_test_write_model(base, &p));
     slm_model *m = NULL;
@@ -319,8 +322,8 @@ static void test_q8_base(const char *ad1) {
     float *mq_lg = logits_file(mq, &nq);
     if (base_lg && ad_lg && mq_lg && n0 == n1 && n0 == nq) {
         double effect = max_abs_diff(ad_lg, base_lg, n0), err = max_abs_diff(ad_lg, mq_lg, n0);
-        printf("q8_0 base: adapter moves logits by %.4g; adapter vs merged (q8_0) %.3g\n",
-               effect, err);
+        printf("q8_0 base: adapter moves logits by %.4g; adapter vs merged (q8_0) %.3g\n", effect,
+               err);
         CHECK(effect > 0.05);
         CHECK_MSG(err < 0.1 * effect, "q8_0: adapter vs merged %g (effect %g)", err, effect);
     }
@@ -344,8 +347,7 @@ static void test_q8_base(const char *ad1) {
     }
     CHECK_ERR(slm_adapter_merge_file(base, ad1, mf, 1.0f, "nonsense"), SLM_ERR_UNSUPPORTED,
               "nonsense");
-    CHECK_ERR(slm_adapter_merge_file(base, ad1, base, 1.0f, NULL), SLM_ERR_INVALID_ARG,
-              "differ");
+    CHECK_ERR(slm_adapter_merge_file(base, ad1, base, 1.0f, NULL), SLM_ERR_INVALID_ARG, "differ");
     free(base_lg);
     free(ad_lg);
     free(mq_lg);
@@ -408,8 +410,8 @@ static void test_malformed(const char *base, const char *ad1) {
             float *lgh = a ? logits_of(m, NULL, one, s1, 1, &nh) : NULL;
             if (lg32 && lg0 && lgh && nh == n32 && n0 == n32) {
                 double effect = max_abs_diff(lg32, lg0, n32), err = max_abs_diff(lgh, lg32, n32);
-                printf("%s adapter vs f32 adapter: %.3g (effect %.3g)\n", k ? "bf16" : "f16",
-                       err, effect);
+                printf("%s adapter vs f32 adapter: %.3g (effect %.3g)\n", k ? "bf16" : "f16", err,
+                       effect);
                 CHECK(effect > 0.05);
                 CHECK_MSG(err < 0.05 * effect, "half adapter vs f32: %g", err);
             }
@@ -475,8 +477,12 @@ static void test_malformed(const char *base, const char *ad1) {
     {
         char other[512];
         check_tmp_path("lora-other.gguf", other, sizeof other);
-        slm_test_model_params p = {.dim = DIM, .n_layers = LAYERS, .n_heads = HEADS,
-                                   .n_kv_heads = HEADS, .ffn_dim = FFN, .seed = 9};
+        slm_test_model_params p = {.dim = DIM,
+                                   .n_layers = LAYERS,
+                                   .n_heads = HEADS,
+                                   .n_kv_heads = HEADS,
+                                   .ffn_dim = FFN,
+                                   .seed = 9};
         CHECK_OK(slm_test_write_model(other, &p));
         slm_model *mo = NULL;
         slm_adapter *a = NULL;
@@ -487,8 +493,9 @@ static void test_malformed(const char *base, const char *ad1) {
             CHECK_OK(slm_session_new(mo, NULL, &s));
             const slm_adapter *one[1] = {a};
             float s1[1] = {1.0f};
-            if (s) CHECK_ERR(slm_session_set_adapters(s, one, s1, 1), SLM_ERR_INVALID_ARG,
-                             "blk.0.attn_v");
+            if (s)
+                CHECK_ERR(slm_session_set_adapters(s, one, s1, 1), SLM_ERR_INVALID_ARG,
+                          "blk.0.attn_v");
             /* and loading it for that model fails on the shapes */
             slm_adapter *b = NULL;
             CHECK_ERR(slm_adapter_load(mo, ad1, &b), SLM_ERR_FORMAT, "attn_v.weight");
@@ -510,8 +517,7 @@ static void test_threads(void) {
     g_dim = 256;
     g_ffn = 512;
     g_kv = 256;
-    slm_test_model_params p = {.dim = 256, .n_layers = 1, .n_heads = 4, .ffn_dim = 512,
-                               .seed = 5};
+    slm_test_model_params p = {.dim = 256, .n_layers = 1, .n_heads = 4, .ffn_dim = 512, .seed = 5};
     static const target T[] = {{0, "attn_q", 16}, {0, "ffn_up", 16}, {0, "ffn_down", 8}};
     CHECK_OK(slm_test_write_model(base, &p));
     CHECK_OK(write_adapter(ad, T, 3, 32.0f, 3, F_NONE));
@@ -549,8 +555,12 @@ int main(void) {
     check_tmp_path("lora-base.gguf", base, sizeof base);
     check_tmp_path("lora-a1.gguf", ad1, sizeof ad1);
     check_tmp_path("lora-a2.gguf", ad2, sizeof ad2);
-    slm_test_model_params p = {.dim = DIM, .n_layers = LAYERS, .n_heads = HEADS,
-                               .n_kv_heads = KV_HEADS, .ffn_dim = FFN, .seed = 7};
+    slm_test_model_params p = {.dim = DIM,
+                               .n_layers = LAYERS,
+                               .n_heads = HEADS,
+                               .n_kv_heads = KV_HEADS,
+                               .ffn_dim = FFN,
+                               .seed = 7};
     CHECK_OK(slm_test_write_model(base, &p));
     CHECK_OK(write_adapter(ad1, T1, (int)(sizeof T1 / sizeof T1[0]), 16.0f, 1, F_NONE));
     CHECK_OK(write_adapter(ad2, T2, (int)(sizeof T2 / sizeof T2[0]), 8.0f, 2, F_NONE));

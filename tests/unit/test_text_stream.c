@@ -8,7 +8,9 @@ typedef struct sink {
     int calls, bad_split, stop_after;
 } sink;
 
-static int is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
+static int is_cont(unsigned char c) {
+    return (c & 0xC0) == 0x80;
+}
 
 static int on_text(void *user, const char *t, size_t n) {
     sink *s = user;
@@ -48,7 +50,8 @@ int main(void) {
     sink s3 = {.len = 0};
     slm_text_stream_reset(&ts, stops, stop_len, 2, on_text, &s3);
     const char *pieces[] = {"Hello", " there", "\n", "\nUs", "er:", " more"};
-    for (int i = 0; i < 6 && !ts.stopped; i++) slm_text_stream_push(&ts, pieces[i], strlen(pieces[i]));
+    for (int i = 0; i < 6 && !ts.stopped; i++)
+        slm_text_stream_push(&ts, pieces[i], strlen(pieces[i]));
     CHECK(ts.stopped);
     slm_text_stream_flush(&ts);
     CHECK(!strcmp(s3.buf, "Hello there"));

@@ -16,10 +16,10 @@
 
 #define N_SAMPLED_BYTES 200 /* single-byte modifications tried at load */
 
-static char g_dir[512];     /* scratch directory of this test */
-static char g_trust[600];   /* trust dir: holds a.pub only */
-static char g_key_a[600];   /* trusted key (base name) */
-static char g_key_b[600];   /* untrusted key (base name) */
+static char g_dir[512];   /* scratch directory of this test */
+static char g_trust[600]; /* trust dir: holds a.pub only */
+static char g_key_a[600]; /* trusted key (base name) */
+static char g_key_b[600]; /* untrusted key (base name) */
 
 static void path_in(char *buf, size_t cap, const char *name) {
     snprintf(buf, cap, "%s/%s", g_dir, name);
@@ -148,8 +148,8 @@ static void test_sig_format(const char *file) {
     CHECK_OK(slm_sig_parse(text, n, "x.sig", &sig));
     CHECK(!strcmp(sig.comment, "release 1 \xc3\xa9"));
     CHECK(sig.created > 1600000000);
-    CHECK(sig.header_len > 0 && sig.header_len < n && !strncmp(text + sig.header_len,
-                                                                "signature: ", 11));
+    CHECK(sig.header_len > 0 && sig.header_len < n &&
+          !strncmp(text + sig.header_len, "signature: ", 11));
     /* every truncation is refused by the parser */
     for (size_t k = 0; k < n; k++)
         CHECK_MSG(slm_sig_parse(text, k, "x.sig", &sig) == SLM_ERR_SIGNATURE, "prefix %zu", k);
@@ -164,14 +164,12 @@ static void test_sig_format(const char *file) {
         CHECK_OK(slm_test_write_bytes(sig_path, mod, n));
         slm_status st = slm_verify_file(file, pub, NULL, NULL);
         refused += st == SLM_ERR_SIGNATURE;
-        CHECK_MSG(st == SLM_ERR_SIGNATURE, "byte %zu of the .sig changed: %s", k,
-                  slm_last_error());
+        CHECK_MSG(st == SLM_ERR_SIGNATURE, "byte %zu of the .sig changed: %s", k, slm_last_error());
     }
     CHECK(refused == (int)n);
     free(mod);
     /* specific malformations name the line */
-    CHECK_ERR(slm_sig_parse("slm-signature v2\n", 17, "x.sig", &sig), SLM_ERR_SIGNATURE,
-              "line 1");
+    CHECK_ERR(slm_sig_parse("slm-signature v2\n", 17, "x.sig", &sig), SLM_ERR_SIGNATURE, "line 1");
     char *extra = malloc(n + 8);
     memcpy(extra, text, n);
     memcpy(extra + n, "more\n", 5);
@@ -180,8 +178,7 @@ static void test_sig_format(const char *file) {
     char big[SLM_TRUST_MAX_SIG_FILE + 2];
     memset(big, 'a', sizeof big);
     CHECK_ERR(slm_sig_parse(big, sizeof big, "x.sig", &sig), SLM_ERR_SIGNATURE, "limit");
-    const char *lead0 =
-        "slm-signature v1\nalgorithm: ed25519-blake2b256\nfile-size: 01\n";
+    const char *lead0 = "slm-signature v1\nalgorithm: ed25519-blake2b256\nfile-size: 01\n";
     CHECK_ERR(slm_sig_parse(lead0, strlen(lead0), "x.sig", &sig), SLM_ERR_SIGNATURE, "line 3");
     const char *huge = "slm-signature v1\nalgorithm: ed25519-blake2b256\n"
                        "file-size: 99999999999999999999\n";
@@ -281,22 +278,27 @@ static void test_load(const char *model, const char *label) {
     int refused = 0, tried = 0;
     for (int i = 0; i < N_SAMPLED_BYTES; i++) {
         size_t pos;
-        if (i < 40) pos = (size_t)i;
-        else if (i == N_SAMPLED_BYTES - 1) pos = n - 1;
-        else pos = 40 + (size_t)((double)(i - 40) / (N_SAMPLED_BYTES - 41) * (double)(n - 41));
+        if (i < 40)
+            pos = (size_t)i;
+        else if (i == N_SAMPLED_BYTES - 1)
+            pos = n - 1;
+        else
+            pos = 40 + (size_t)((double)(i - 40) / (N_SAMPLED_BYTES - 41) * (double)(n - 41));
         uint8_t old = (uint8_t)data[pos];
         data[pos] = (char)(old ^ (1u << (i % 8)));
         CHECK_OK(slm_test_write_bytes(f, data, n));
         data[pos] = (char)old;
         slm_status s = load_signed(f, g_trust, NULL);
         tried++;
-        if (s == SLM_ERR_SIGNATURE && check_has(slm_last_error(), "hash mismatch")) refused++;
-        else CHECK_MSG(0, "byte %zu modified: load gave %s: %s", pos, slm_status_str(s),
-                       slm_last_error());
+        if (s == SLM_ERR_SIGNATURE && check_has(slm_last_error(), "hash mismatch"))
+            refused++;
+        else
+            CHECK_MSG(0, "byte %zu modified: load gave %s: %s", pos, slm_status_str(s),
+                      slm_last_error());
     }
     CHECK(refused == N_SAMPLED_BYTES);
-    fprintf(stderr, "%s: %d/%d single-byte modifications refused at load (hash mismatch)\n",
-            label, refused, tried);
+    fprintf(stderr, "%s: %d/%d single-byte modifications refused at load (hash mismatch)\n", label,
+            refused, tried);
 
     /* swapped signature: a valid signature of another file */
     CHECK_OK(slm_test_write_bytes(f, data, n));
@@ -337,21 +339,28 @@ int main(void) {
 
     char small[700];
     path_in(small, sizeof small, "small.gguf");
-    slm_test_model_params p = {.dim = 32, .n_layers = 1, .n_heads = 4, .ffn_dim = 64,
-                               .n_ctx = 64, .wtype = SLM_TYPE_F32, .seed = 1};
+    slm_test_model_params p = {.dim = 32,
+                               .n_layers = 1,
+                               .n_heads = 4,
+                               .ffn_dim = 64,
+                               .n_ctx = 64,
+                               .wtype = SLM_TYPE_F32,
+                               .seed = 1};
     CHECK_OK(slm_test_write_model(small, &p));
     test_sig_format(small);
     test_load(small, "synthetic");
 
     char buf[1024];
     const char *stories = check_shared_path("models/stories260K.gguf", buf, sizeof buf);
-    if (stories) test_load(stories, "stories260K");
-    else fprintf(stderr, "SKIP part: models/stories260K.gguf not found in the shared fixtures\n");
+    if (stories)
+        test_load(stories, "stories260K");
+    else
+        fprintf(stderr, "SKIP part: models/stories260K.gguf not found in the shared fixtures\n");
 
     /* clean up the scratch directory */
     char q[700];
-    const char *names[] = {"trusted/a.key", "trusted/a.pub", "b.key", "b.pub", "small.gguf",
-                           "small.gguf.sig", "any.bin"};
+    const char *names[] = {"trusted/a.key", "trusted/a.pub",  "b.key",  "b.pub",
+                           "small.gguf",    "small.gguf.sig", "any.bin"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         path_in(q, sizeof q, names[i]);
         unlink(q);

@@ -39,7 +39,9 @@ unsigned long long check_rng_u64(check_rng *r) {
     return z ^ (z >> 31);
 }
 
-float check_rng_uniform(check_rng *r) { return (float)(check_rng_u64(r) >> 40) / 16777216.0f; }
+float check_rng_uniform(check_rng *r) {
+    return (float)(check_rng_u64(r) >> 40) / 16777216.0f;
+}
 
 float check_rng_normal(check_rng *r) {
     float u1 = check_rng_uniform(r), u2 = check_rng_uniform(r);

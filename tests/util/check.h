@@ -17,7 +17,7 @@ extern int check_failed_;
             check_passed_++;                                                                       \
         } else {                                                                                   \
             check_failed_++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);              \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
         }                                                                                          \
     } while (0)
 
@@ -27,7 +27,7 @@ extern int check_failed_;
             check_passed_++;                                                                       \
         } else {                                                                                   \
             check_failed_++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);              \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fputc('\n', stderr);                                                                   \
         }                                                                                          \
@@ -63,7 +63,9 @@ extern int check_failed_;
 static inline int check_has(const char *hay, const char *needle) {
     return needle == NULL || (hay && strstr(hay, needle) != NULL);
 }
-static inline const char *check_str_or(const char *s) { return s ? s : ""; }
+static inline const char *check_str_or(const char *s) {
+    return s ? s : "";
+}
 
 int check_finish(void);
 /* Prints "SKIP: why" and exits 77 (ctest reports the test as skipped). */

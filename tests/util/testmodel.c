@@ -14,7 +14,7 @@
 #include "format/gguf.h"
 #include "quant/types.h"
 
-#define TM_MAX_DIM 65536     /* sanity bounds: tests make small models */
+#define TM_MAX_DIM 65536 /* sanity bounds: tests make small models */
 #define TM_MAX_LAYERS 1024
 #define TM_MAX_EXTRA_VOCAB 1000000
 #define TM_DEFAULT_CTX 512
@@ -22,8 +22,8 @@
 #define TM_DEFAULT_EPS 1e-5f
 #define TM_DEFAULT_SCALE 0.02f
 #define TM_NORM_NOISE 0.05f /* norm weights are 1 + this * normal */
-#define TM_PIECE_MAX 32      /* bytes of one generated piece */
-#define TM_NAME_MAX 64       /* bytes of one tensor or key name */
+#define TM_PIECE_MAX 32     /* bytes of one generated piece */
+#define TM_NAME_MAX 64      /* bytes of one tensor or key name */
 
 /* SentencePiece token types as llama.cpp stores them. */
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_BYTE = 6 };
@@ -33,19 +33,57 @@ enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_BYTE = 6 };
 /* Every multi-letter piece is the concatenation of two earlier pieces, so
  * pair merging can reach it. */
 static const char *const k_common[] = {
-    "he", "in", "er", "an", "on", "ou", "is", "it", "at", "en", "re", "or", "ed", "nd",
-    "ll", "st", "as", "ar", "al", "le", "ay", "ing", "ere",
-    SPM_SPACE "the", SPM_SPACE "and", SPM_SPACE "he", SPM_SPACE "to", SPM_SPACE "of",
-    SPM_SPACE "in", SPM_SPACE "is", SPM_SPACE "it", SPM_SPACE "was", SPM_SPACE "she",
-    SPM_SPACE "on", SPM_SPACE "an", SPM_SPACE "be", SPM_SPACE "for", SPM_SPACE "his",
-    SPM_SPACE "her", SPM_SPACE "day", SPM_SPACE "at", SPM_SPACE "or",
+    "he",
+    "in",
+    "er",
+    "an",
+    "on",
+    "ou",
+    "is",
+    "it",
+    "at",
+    "en",
+    "re",
+    "or",
+    "ed",
+    "nd",
+    "ll",
+    "st",
+    "as",
+    "ar",
+    "al",
+    "le",
+    "ay",
+    "ing",
+    "ere",
+    SPM_SPACE "the",
+    SPM_SPACE "and",
+    SPM_SPACE "he",
+    SPM_SPACE "to",
+    SPM_SPACE "of",
+    SPM_SPACE "in",
+    SPM_SPACE "is",
+    SPM_SPACE "it",
+    SPM_SPACE "was",
+    SPM_SPACE "she",
+    SPM_SPACE "on",
+    SPM_SPACE "an",
+    SPM_SPACE "be",
+    SPM_SPACE "for",
+    SPM_SPACE "his",
+    SPM_SPACE "her",
+    SPM_SPACE "day",
+    SPM_SPACE "at",
+    SPM_SPACE "or",
 };
 #define N_COMMON ((int)(sizeof k_common / sizeof k_common[0]))
 #define N_SPECIAL 3
 #define N_BYTES 256
 #define N_LETTERS 26
 
-int slm_test_base_vocab(void) { return N_SPECIAL + N_BYTES + 1 + 2 * N_LETTERS + N_COMMON; }
+int slm_test_base_vocab(void) {
+    return N_SPECIAL + N_BYTES + 1 + 2 * N_LETTERS + N_COMMON;
+}
 
 slm_status slm_test_write_bytes(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -135,8 +173,8 @@ typedef struct builder {
 typedef enum { FILL_WEIGHT, FILL_NORM, FILL_BIAS } fill_kind;
 
 /* A [ne0, ne1] tensor (ne1 == 0: 1-D) of `type`, rows quantized one by one. */
-static slm_status add_tensor(builder *b, const char *name, uint32_t type, int64_t ne0,
-                             int64_t ne1, fill_kind kind) {
+static slm_status add_tensor(builder *b, const char *name, uint32_t type, int64_t ne0, int64_t ne1,
+                             fill_kind kind) {
     int64_t rows = ne1 > 0 ? ne1 : 1;
     uint64_t row_bytes;
     SLM_TRY(slm_row_bytes(type, (uint64_t)ne0, &row_bytes));
@@ -211,8 +249,8 @@ static slm_status write_metadata(gguf_writer *w, const slm_test_model_params *p,
     SLM_TRY(gguf_writer_set_u32(w, ARCH_KEY("attention.head_count_kv"), (uint32_t)n_kv));
     SLM_TRY(gguf_writer_set_f32(w, ARCH_KEY("rope.freq_base"),
                                 p->rope_base > 0 ? p->rope_base : TM_DEFAULT_ROPE_BASE));
-    SLM_TRY(gguf_writer_set_u32(w, ARCH_KEY("rope.dimension_count"),
-                                (uint32_t)(p->dim / p->n_heads)));
+    SLM_TRY(
+        gguf_writer_set_u32(w, ARCH_KEY("rope.dimension_count"), (uint32_t)(p->dim / p->n_heads)));
     SLM_TRY(gguf_writer_set_f32(w, ARCH_KEY("attention.layer_norm_rms_epsilon"),
                                 p->norm_eps > 0 ? p->norm_eps : TM_DEFAULT_EPS));
     SLM_TRY(gguf_writer_set_u32(w, ARCH_KEY("vocab_size"), (uint32_t)v->n));

@@ -37,7 +37,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* In an option loop over argv with index i: takes the option's value. */
 #define CLI_VALUE(cmd, var)                                                                        \
     do {                                                                                           \
-        if (i + 1 >= argc) return cli_usage_error(cmd, "option %s needs a value", argv[i]);       \
+        if (i + 1 >= argc) return cli_usage_error(cmd, "option %s needs a value", argv[i]);        \
         (var) = argv[++i];                                                                         \
     } while (0)
 
@@ -52,8 +52,8 @@ const char *cli_default_model(const char *given, char *buf, size_t cap);
 
 /* Builds a config: defaults, then --config (inline JSON or a file), then the
  * JSON fragments the command's flags produced (in order). */
-int cli_build_config(const char *cmd, const char *config_arg, const char *const *frags,
-                     int n_frags, slm_config **out);
+int cli_build_config(const char *cmd, const char *config_arg, const char *const *frags, int n_frags,
+                     slm_config **out);
 
 /* Appends a JSON fragment {"key": value} to a list (value is raw JSON text). */
 typedef struct cli_frags {

@@ -48,7 +48,9 @@ int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, 
     return CLI_OK;
 }
 
-static int readable(const char *p) { return access(p, R_OK) == 0; }
+static int readable(const char *p) {
+    return access(p, R_OK) == 0;
+}
 
 const char *cli_default_model(const char *given, char *buf, size_t cap) {
     if (given && *given) return given;
@@ -79,8 +81,8 @@ const char *cli_default_model(const char *given, char *buf, size_t cap) {
     return NULL;
 }
 
-int cli_build_config(const char *cmd, const char *config_arg, const char *const *frags,
-                     int n_frags, slm_config **out) {
+int cli_build_config(const char *cmd, const char *config_arg, const char *const *frags, int n_frags,
+                     slm_config **out) {
     slm_config *cfg = NULL;
     slm_status st = slm_config_new(&cfg);
     if (st != SLM_OK) return cli_fail(cmd, st);
@@ -260,8 +262,11 @@ char *cli_utf8_clean(const char *s, size_t n) {
     size_t o = 0;
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                                  : (c & 0xF8) == 0xF0 ? 4 : 0;
+        size_t len = c < 0x80             ? 1
+                     : (c & 0xE0) == 0xC0 ? 2
+                     : (c & 0xF0) == 0xE0 ? 3
+                     : (c & 0xF8) == 0xF0 ? 4
+                                          : 0;
         int ok = len > 0 && i + len <= n && !(len == 2 && c < 0xC2) && !(c == 0 && len == 1);
         for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
         if (ok && len == 3) {

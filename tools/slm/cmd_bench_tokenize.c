@@ -26,7 +26,8 @@ static const char *BT_HELP =
 static const char *MIX =
     "The lighthouse keeper counted the ships every evening before supper; on 12 March 2024 "
     "there were 37 of them, worth $1,234,567.89 in all. \"Don't worry,\" she said, \"we'll "
-    "manage.\" It's 3:45pm and the temperature is -12.5\xC2\xB0" "C.\n"
+    "manage.\" It's 3:45pm and the temperature is -12.5\xC2\xB0"
+    "C.\n"
     "def tokenize(text: str) -> list[int]:\n    return [ord(c) for c in text if c.isalnum()]\n"
     "for (int i = 0; i < n; i++) { sum += a[i] * b[i]; }  // dot product\n"
     "https://example.com/path?query=1&lang=en#section  user@example.org  0x7fff_ffff\n"
@@ -138,8 +139,10 @@ int cmd_bench_tokenize(int argc, char **argv) {
             break;
         }
         const slm_tokenizer *t = slm_model_tokenizer(m);
-        if (t) rc = bench_one(models[i], t, text, len, reps, json);
-        else rc = cli_fail(models[i], SLM_ERR_UNSUPPORTED);
+        if (t)
+            rc = bench_one(models[i], t, text, len, reps, json);
+        else
+            rc = cli_fail(models[i], SLM_ERR_UNSUPPORTED);
         slm_model_free(m);
     }
     free(text);

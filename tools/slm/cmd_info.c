@@ -28,10 +28,14 @@ static void shape_str(const slm_tensor_info *t, char *buf, size_t cap) {
 }
 
 static void human_bytes(uint64_t b, char *buf, size_t cap) {
-    if (b >= (1ull << 30)) snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
-    else if (b >= (1ull << 20)) snprintf(buf, cap, "%.1f MiB", (double)b / (1ull << 20));
-    else if (b >= 1024) snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
-    else snprintf(buf, cap, "%llu B", (unsigned long long)b);
+    if (b >= (1ull << 30))
+        snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
+    else if (b >= (1ull << 20))
+        snprintf(buf, cap, "%.1f MiB", (double)b / (1ull << 20));
+    else if (b >= 1024)
+        snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
+    else
+        snprintf(buf, cap, "%llu B", (unsigned long long)b);
 }
 
 typedef struct type_sum {
@@ -113,7 +117,8 @@ static int print_json(const char *path, const slm_model *m, const slm_model_info
         add_clean(e, "name", t.name);
         cJSON_AddStringToObject(e, "type", t.type);
         cJSON *sh = cJSON_AddArrayToObject(e, "shape");
-        for (int d = 0; d < t.n_dims; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t.ne[d]));
+        for (int d = 0; d < t.n_dims; d++)
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t.ne[d]));
         cJSON_AddNumberToObject(e, "bytes", (double)t.nbytes);
         cJSON_AddNumberToObject(e, "offset", (double)t.offset);
         cJSON_AddItemToArray(tensors, e);
@@ -193,7 +198,8 @@ int cmd_info(int argc, char **argv) {
     printf("context:       %d tokens (trained)\n", mi.n_ctx_train);
     printf("rope:          base %g, %d dims per head; rms norm eps %g\n", (double)mi.rope_base,
            mi.rope_dim, (double)mi.norm_eps);
-    printf("output:        %s\n", mi.tied_output ? "tied to the token embedding" : "separate matrix");
+    printf("output:        %s\n",
+           mi.tied_output ? "tied to the token embedding" : "separate matrix");
     printf("tokenizer:     %s, vocab %d, bos %d, eos %d\n", mi.tokenizer, mi.n_vocab,
            slm_token_bos(m), slm_token_eos(m));
     printf("weights:       %s, mostly %s\n", wb, mi.weight_type);

@@ -85,11 +85,16 @@ static int on_text(void *user, const char *text, size_t len) {
 
 static const char *finish_name(slm_finish f) {
     switch (f) {
-    case SLM_FINISH_LENGTH: return "length";
-    case SLM_FINISH_EOS: return "eos";
-    case SLM_FINISH_STOP: return "stop";
-    case SLM_FINISH_CALLBACK: return "cancelled";
-    default: return "none";
+    case SLM_FINISH_LENGTH:
+        return "length";
+    case SLM_FINISH_EOS:
+        return "eos";
+    case SLM_FINISH_STOP:
+        return "stop";
+    case SLM_FINISH_CALLBACK:
+        return "cancelled";
+    default:
+        return "none";
     }
 }
 
@@ -120,8 +125,10 @@ int cmd_run(int argc, char **argv) {
             const char *v;
             CLI_VALUE("run", v);
             if (++n_lora > 8 || add_lora(loras, sizeof loras, &loras_len, v))
-                return cli_usage_error("run", "--lora '%s': expected FILE[:SCALE] (at most 8, "
-                                              "SCALE a number)", v);
+                return cli_usage_error("run",
+                                       "--lora '%s': expected FILE[:SCALE] (at most 8, "
+                                       "SCALE a number)",
+                                       v);
         } else if (!strcmp(a, "--echo")) {
             echo = 1;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -132,8 +139,10 @@ int cmd_run(int argc, char **argv) {
             size_t vl = strlen(v);
             if (stops_len + vl + 8 >= sizeof stops || n_stop >= 16)
                 return cli_usage_error("run", "too many --stop strings");
-            if (n_stop == 0) stops[stops_len++] = '[';
-            else stops[stops_len++] = ',';
+            if (n_stop == 0)
+                stops[stops_len++] = '[';
+            else
+                stops[stops_len++] = ',';
             /* JSON-escape into the array text */
             stops[stops_len++] = '"';
             for (const char *p = v; *p && stops_len + 8 < sizeof stops; p++) {
@@ -142,8 +151,8 @@ int cmd_run(int argc, char **argv) {
                     stops[stops_len++] = '\\';
                     stops[stops_len++] = (char)c;
                 } else if (c < 0x20) {
-                    stops_len += (size_t)snprintf(stops + stops_len, sizeof stops - stops_len,
-                                                  "\\u%04x", c);
+                    stops_len +=
+                        (size_t)snprintf(stops + stops_len, sizeof stops - stops_len, "\\u%04x", c);
                 } else {
                     stops[stops_len++] = (char)c;
                 }
@@ -169,7 +178,8 @@ int cmd_run(int argc, char **argv) {
         loras[loras_len] = '\0';
         if (cli_frag(&fr, "adapters", loras)) return cli_usage_error("run", "--lora: too long");
     }
-    if (!prompt && !prompt_file) return cli_usage_error("run", "no prompt: give -p TEXT or -f FILE");
+    if (!prompt && !prompt_file)
+        return cli_usage_error("run", "no prompt: give -p TEXT or -f FILE");
     if (prompt && prompt_file) return cli_usage_error("run", "give either -p or -f, not both");
 
     char model_buf[4096];
@@ -219,8 +229,7 @@ int cmd_run(int argc, char **argv) {
                 "%sslm: context of %d tokens was full: trimmed %d time%s, %d tokens dropped "
                 "(the first tokens were kept, then the oldest half of the rest dropped)\n",
                 res.n_generated > 0 ? "\n" : "", slm_session_n_ctx(sess), res.n_trims,
-                res.n_trims == 1 ? "" : "s",
-                res.n_dropped);
+                res.n_trims == 1 ? "" : "s", res.n_dropped);
     if (st != SLM_OK) {
         rc = cli_fail("generation failed", st);
         goto done;

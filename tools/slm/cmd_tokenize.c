@@ -31,12 +31,18 @@ static void put_json_string(FILE *out, const char *s, size_t n) {
     fputc('"', out);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
-        else if (c == '\n') fputs("\\n", out);
-        else if (c == '\t') fputs("\\t", out);
-        else if (c == '\r') fputs("\\r", out);
-        else if (c < 0x20 || c == 0x7f) fprintf(out, "\\u%04x", c);
-        else fputc(c, out);
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", out);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else if (c == '\r')
+            fputs("\\r", out);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
     }
     fputc('"', out);
 }
@@ -48,11 +54,13 @@ static void put_ids(FILE *out, const int32_t *ids, size_t n) {
 }
 
 /* One {"text": ...} line -> {"ids": [...], "decoded": "..."}. */
-static int jsonl_line(const slm_tokenizer *t, const char *line, size_t len, int flags, long lineno) {
+static int jsonl_line(const slm_tokenizer *t, const char *line, size_t len, int flags,
+                      long lineno) {
     cJSON *o = cJSON_ParseWithLength(line, len);
     const cJSON *text = o ? cJSON_GetObjectItemCaseSensitive(o, "text") : NULL;
     if (!cJSON_IsString(text)) {
-        fprintf(stderr, "slm tokenize: stdin line %ld: expected a JSON object with a string \"text\"\n",
+        fprintf(stderr,
+                "slm tokenize: stdin line %ld: expected a JSON object with a string \"text\"\n",
                 lineno);
         cJSON_Delete(o);
         return CLI_ERROR;
@@ -62,8 +70,8 @@ static int jsonl_line(const slm_tokenizer *t, const char *line, size_t len, int 
     char *dec = NULL;
     size_t dl = 0;
     /* cJSON strings stop at U+0000, which the fixtures never contain */
-    slm_status st = slm_tokenizer_encode(t, text->valuestring, strlen(text->valuestring), flags,
-                                         &ids, &n);
+    slm_status st =
+        slm_tokenizer_encode(t, text->valuestring, strlen(text->valuestring), flags, &ids, &n);
     if (st == SLM_OK)
         st = slm_tokenizer_decode(t, ids, n, SLM_DECODE_SPECIAL | slm_tokenizer_decode_flags(t),
                                   &dec, &dl);
@@ -142,7 +150,8 @@ int cmd_tokenize(int argc, char **argv) {
     }
     if (!text && !jsonl) return cli_usage_error("tokenize", "no text given (or use --jsonl)");
     if (text && jsonl) return cli_usage_error("tokenize", "give TEXT or --jsonl, not both");
-    if (model_arg && tok_json) return cli_usage_error("tokenize", "give -m or --tokenizer, not both");
+    if (model_arg && tok_json)
+        return cli_usage_error("tokenize", "give -m or --tokenizer, not both");
 
     slm_model *m = NULL;
     slm_tokenizer *own = NULL;
