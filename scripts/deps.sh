@@ -10,7 +10,7 @@ if [[ "${1:-}" == "--test" ]]; then
   # nodejs/npm: the server test drives it with the official openai npm client
   # (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).
   # clang (with libFuzzer) builds and runs the fuzz targets (scripts/fuzz.sh).
-  pkgs+=(clang libclang-rt-dev python3 python3-numpy nodejs)
+  pkgs+=(clang clang-format libclang-rt-dev python3 python3-numpy nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
 
