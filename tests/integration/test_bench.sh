@@ -77,6 +77,27 @@ timeout 120 "$SLM" bench -m "$M" -p 8 -n 4 -r 2 -t 1 --json --cold >"$TMPD/c.jso
 check "bench --cold exit status" test $? -eq 0
 check "bench --cold values" check_json "$TMPD/c.json" 1 8 "assert 0 < d['cold_start_to_ready_ms'] <= d['cold_start_to_first_token_ms'] < 60000, d"
 
+# signature verification cost (issue 9): with require_signature every load
+# verifies MODEL.sig; verify_ms reports it (0 when no signature is required)
+check "verify_ms is 0 without require_signature" $PY -c "import json; d=json.load(open('$TMPD/b.json')); assert d['verify_ms'] == 0 and d['require_signature'] is False and 'verify' not in d, d"
+mkdir -p "$TMPD/keys" "$TMPD/trust"
+expect_status 0 "keygen for bench" "$SLM" keygen --out "$TMPD/keys/bench"
+cp "$TMPD/keys/bench.pub" "$TMPD/trust/"
+cp "$M" "$TMPD/signed.gguf"
+cp "$M" "$TMPD/unsigned.gguf"
+expect_status 0 "sign a copy for bench" "$SLM" sign "$TMPD/signed.gguf" --key "$TMPD/keys/bench.key"
+SIGCFG="{\"require_signature\":true,\"trust_dir\":\"$TMPD/trust\"}"
+timeout 120 "$SLM" bench -m "$TMPD/signed.gguf" -p 8 -n 4 -r 2 -t 1 --json --config "$SIGCFG" >"$TMPD/s.json" 2>"$TMPD/err"
+check "bench signed model exit status" test $? -eq 0
+check "bench verify_ms" check_json "$TMPD/s.json" 1 8 "assert d['require_signature'] is True and 0 < d['verify_ms'] <= d['load_ms'], d; v = d['verify']; assert 0 < v['min'] <= v['median'] <= v['max'], v"
+expect_status 0 "bench signed text report" timeout 120 "$SLM" bench -m "$TMPD/signed.gguf" -p 8 -n 4 -r 1 -t 1 --config "$SIGCFG"
+stdout_has "verify signature" "text report shows the verification time"
+timeout 120 "$SLM" bench -m "$TMPD/signed.gguf" -p 8 -n 4 -r 2 -t 1 --json --cold --config "$SIGCFG" >"$TMPD/sc.json" 2>"$TMPD/err"
+check "bench signed --cold exit status" test $? -eq 0
+check "bench signed --cold verify" check_json "$TMPD/sc.json" 1 8 "cv = d['cold_verify']; assert 0 < cv['median'] <= d['cold_load']['median'] and 0 < cv['max'] <= d['cold_ready']['max'], d"
+expect_status 1 "bench unsigned model with require_signature" timeout 120 "$SLM" bench -m "$TMPD/unsigned.gguf" -p 8 -n 4 -r 2 --json --config "$SIGCFG"
+stderr_has "missing signature" "bench unsigned model names the check"
+
 # the context limit is a clear error, not a crash
 expect_status 1 "prompt beyond the context" timeout 60 "$SLM" bench -m "$M" -p 5000 -n 4 -r 1
 stderr_has "context" "prompt beyond the context"

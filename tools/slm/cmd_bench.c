@@ -42,7 +42,10 @@ static const char *BENCH_HELP =
     "  -r, --reps N            measured repetitions after the warm-up (default 5)\n"
     "      --config JSON|FILE  runtime config (e.g. '{\"providers\":[\"avx2\"]}');\n"
     "                          the benchmark's own keys (max_tokens, temperature,\n"
-    "                          ignore_eos, threads) override it\n"
+    "                          ignore_eos, threads) override it. With\n"
+    "                          \"require_signature\":true every load (cold ones too)\n"
+    "                          verifies MODEL.sig, and the report shows the time\n"
+    "                          it took (verify_ms, part of load)\n"
     "      --json              one JSON object on stdout instead of the text report\n"
     "      --cold              also run each repetition as a fresh process: process\n"
     "                          start -> model ready and -> first token\n"
@@ -59,7 +62,10 @@ static const char *BENCH_HELP =
     "whole package: other processes count too), else from a discharging battery's\n"
     "power reading, else CPU time x --watts-per-core, labelled \"estimated\".\n"
     "Without --cold the page cache is warm after the warm-up; cold runs show the\n"
-    "cost of a new process, and with --drop-cache of reading the file again.\n";
+    "cost of a new process, and with --drop-cache of reading the file again.\n"
+    "Signature verification hashes the whole file inside slm_model_load: it is\n"
+    "included in load and in cold start -> ready, and reported on its own as\n"
+    "verify (JSON: verify_ms, 0 when the config does not require a signature).\n";
 
 #define BENCH_MAX_REPS 1000
 #define BENCH_MAX_TOKENS 1000000
@@ -468,6 +474,7 @@ typedef struct bench_opts {
 } bench_opts;
 
 typedef struct run_result {
+    double verify_ms; /* part of load_ms: slm_model_verify_ms, 0 when not required */
     double load_ms, session_ms, ttft_ms, prefill_ms, prefill_tps, decode_tps, energy_mj;
     double *lat; /* n_gen - 1 decode step latencies, ms */
     size_t n_lat;
@@ -538,6 +545,14 @@ static int effective_threads(const slm_config *cfg) {
     return t > 0 ? t : cpus_online();
 }
 
+/* Whether the config makes every load verify the model's signature. */
+static int signature_required(const slm_config *cfg) {
+    char *js = slm_config_to_json(cfg);
+    int req = js && strstr(js, "\"require_signature\":true") != NULL;
+    free(js);
+    return req;
+}
+
 typedef struct model_facts {
     uint64_t mapped_bytes;   /* the file, mapped read-only */
     uint64_t read_per_token; /* weight bytes one decode step reads */
@@ -588,6 +603,7 @@ static int bench_once(const bench_opts *o, const slm_config *cfg, const int32_t 
         goto done;
     }
     r->load_ms = now_ms() - t0;
+    r->verify_ms = slm_model_verify_ms(model);
     t0 = now_ms();
     st = slm_session_new(model, cfg, &s);
     if (st != SLM_OK) {
@@ -665,7 +681,7 @@ done:
  * mapping are all inside "start -> ready". */
 
 typedef struct cold_result {
-    double ready_ms, first_ms, load_ms;
+    double ready_ms, first_ms, load_ms, verify_ms; /* verify_ms is inside load_ms and ready_ms */
 } cold_result;
 
 static int cold_child(const bench_opts *o, double t_start) {
@@ -682,6 +698,7 @@ static int cold_child(const bench_opts *o, double t_start) {
         goto done;
     }
     double load = now_ms() - t0;
+    double verify = slm_model_verify_ms(model);
     st = slm_session_new(model, cfg, &s);
     if (st != SLM_OK) {
         rc = cli_fail("session", st);
@@ -697,7 +714,7 @@ static int cold_child(const bench_opts *o, double t_start) {
         goto done;
     }
     double first = now_ms() - t_start;
-    printf("cold %.3f %.3f %.3f\n", ready, first, load);
+    printf("cold %.3f %.3f %.3f %.3f\n", ready, first, load, verify);
     fflush(stdout);
     rc = CLI_OK;
 done:
@@ -780,7 +797,8 @@ static int cold_run(const bench_opts *o, cold_result *cr) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-        sscanf(buf, "cold %lf %lf %lf", &cr->ready_ms, &cr->first_ms, &cr->load_ms) != 3) {
+        sscanf(buf, "cold %lf %lf %lf %lf", &cr->ready_ms, &cr->first_ms, &cr->load_ms,
+               &cr->verify_ms) != 4) {
         fprintf(stderr, "slm bench: the cold-start child failed (status %d)\n", status);
         return CLI_ERROR;
     }
@@ -795,6 +813,8 @@ typedef struct summary {
     size_t n_lat;
     int have_cold;
     stat3 cold_ready, cold_first, cold_load;
+    int verify_required; /* the config's require_signature */
+    stat3 verify, cold_verify;
 } summary;
 
 static void json_num(FILE *out, const char *key, double v, int comma) {
@@ -838,6 +858,9 @@ static void print_json(const bench_opts *o, const machine *mc, const model_facts
     json_num(out, "gen_tokens", (double)o->n_gen, 1);
     json_num(out, "reps", (double)o->reps, 1);
     json_num(out, "load_ms", s->load.med, 1);
+    /* Always present: 0 when no signature is required (nothing is verified). */
+    json_num(out, "verify_ms", s->verify_required ? s->verify.med : 0.0, 1);
+    fprintf(out, "\"require_signature\":%s,", s->verify_required ? "true" : "false");
     json_num(out, "ttft_ms", s->ttft.med, 1);
     json_num(out, "prefill_tps", s->prefill.med, 1);
     json_num(out, "decode_tps", s->decode.med, 1);
@@ -865,6 +888,7 @@ static void print_json(const bench_opts *o, const machine *mc, const model_facts
     json_str(out, "features_used", used, 1);
     json_num(out, "cpus", (double)mc->cpus, 1);
     json_stat(out, "load", s->load);
+    if (s->verify_required) json_stat(out, "verify", s->verify);
     json_stat(out, "ttft", s->ttft);
     json_stat(out, "prefill", s->prefill);
     json_stat(out, "decode", s->decode);
@@ -875,6 +899,7 @@ static void print_json(const bench_opts *o, const machine *mc, const model_facts
         json_stat(out, "cold_ready", s->cold_ready);
         json_stat(out, "cold_first_token", s->cold_first);
         json_stat(out, "cold_load", s->cold_load);
+        if (s->verify_required) json_stat(out, "cold_verify", s->cold_verify);
     }
     if (bw->measured) {
         json_num(out, "bandwidth_1t_gbs", bw->gbs_1, 1);
@@ -900,7 +925,8 @@ static void print_text(const bench_opts *o, const machine *mc, const model_facts
     fprintf(out, "                      median        min        max\n");
 #define ROW(label, st, unit)                                                                       \
     fprintf(out, "%-18s %10.2f %10.2f %10.2f  %s\n", label, (st).med, (st).min, (st).max, unit)
-    ROW("load", s->load, "ms");
+    ROW("load", s->load, s->verify_required ? "ms (signature check included)" : "ms");
+    if (s->verify_required) ROW("  verify signature", s->verify, "ms (hash + check, in load)");
     ROW("time to 1st token", s->ttft, "ms");
     ROW("prefill", s->prefill, "tok/s");
     ROW("decode", s->decode, "tok/s");
@@ -909,8 +935,11 @@ static void print_text(const bench_opts *o, const machine *mc, const model_facts
         : es->kind == 1 ? "mJ per inference (battery)"
                         : "mJ per inference (rapl)");
     if (s->have_cold) {
-        ROW("cold: start->ready", s->cold_ready, "ms (fresh process)");
+        ROW("cold: start->ready", s->cold_ready,
+            s->verify_required ? "ms (fresh process, signature check included)"
+                               : "ms (fresh process)");
         ROW("cold: start->1st", s->cold_first, "ms (fresh process)");
+        if (s->verify_required) ROW("cold: verify", s->cold_verify, "ms (inside start->ready)");
     }
 #undef ROW
     fprintf(out,
@@ -1021,11 +1050,14 @@ int cmd_bench(int argc, char **argv) {
     double *v_en = calloc(nr, sizeof(double));
     double *v_cr = calloc(nr, sizeof(double)), *v_cf = calloc(nr, sizeof(double));
     double *v_cl = calloc(nr, sizeof(double));
+    double *v_ver = calloc(nr, sizeof(double)), *v_cver = calloc(nr, sizeof(double));
     double *lat = calloc(nr * (size_t)o.n_gen, sizeof(double));
     size_t n_lat = 0;
     summary s;
     memset(&s, 0, sizeof s);
-    if (!v_load || !v_ttft || !v_pre || !v_dec || !v_en || !v_cr || !v_cf || !v_cl || !lat) {
+    s.verify_required = signature_required(cfg);
+    if (!v_load || !v_ttft || !v_pre || !v_dec || !v_en || !v_cr || !v_cf || !v_cl || !v_ver ||
+        !v_cver || !lat) {
         fprintf(stderr, "slm bench: out of memory\n");
         rc = CLI_ERROR;
         goto done;
@@ -1043,6 +1075,7 @@ int cmd_bench(int argc, char **argv) {
             goto done;
         }
         v_load[k] = r.load_ms;
+        v_ver[k] = r.verify_ms;
         v_ttft[k] = r.ttft_ms;
         v_pre[k] = r.prefill_tps;
         v_dec[k] = r.decode_tps;
@@ -1050,7 +1083,12 @@ int cmd_bench(int argc, char **argv) {
         memcpy(lat + n_lat, r.lat, r.n_lat * sizeof *lat);
         n_lat += r.n_lat;
         free(r.lat);
-        if (!o.json)
+        if (!o.json && s.verify_required)
+            fprintf(stderr,
+                    "rep %zu/%zu: load %.1f ms (verify %.1f ms), ttft %.1f ms, prefill %.1f "
+                    "tok/s, decode %.2f tok/s\n",
+                    k + 1, nr, r.load_ms, r.verify_ms, r.ttft_ms, r.prefill_tps, r.decode_tps);
+        else if (!o.json)
             fprintf(stderr,
                     "rep %zu/%zu: load %.1f ms, ttft %.1f ms, prefill %.1f tok/s, "
                     "decode %.2f tok/s\n",
@@ -1064,11 +1102,13 @@ int cmd_bench(int argc, char **argv) {
             v_cr[k] = cr.ready_ms;
             v_cf[k] = cr.first_ms;
             v_cl[k] = cr.load_ms;
+            v_cver[k] = cr.verify_ms;
         }
         s.have_cold = 1;
         s.cold_ready = summarize(v_cr, nr);
         s.cold_first = summarize(v_cf, nr);
         s.cold_load = summarize(v_cl, nr);
+        s.cold_verify = summarize(v_cver, nr);
     }
     /* Before the bandwidth test, whose 512 MiB buffer would count as the peak. */
     uint64_t peak = peak_rss_bytes();
@@ -1077,6 +1117,7 @@ int cmd_bench(int argc, char **argv) {
         if (rc != CLI_OK) goto done;
     }
     s.load = summarize(v_load, nr);
+    s.verify = summarize(v_ver, nr);
     s.ttft = summarize(v_ttft, nr);
     s.prefill = summarize(v_pre, nr);
     s.decode = summarize(v_dec, nr);
@@ -1100,6 +1141,8 @@ done:
     free(v_cr);
     free(v_cf);
     free(v_cl);
+    free(v_ver);
+    free(v_cver);
     free(lat);
     slm_config_free(cfg);
     return rc;
