@@ -45,7 +45,10 @@ const char *slm_version(void);
  * Built from defaults, then JSON objects applied in order (later keys win),
  * e.g. {"max_tokens":128,"temperature":0,"quant":"int8"}.
  * Keys: max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
- * repeat_last_n, seed, stop (string or array of strings), threads, n_ctx,
+ * repeat_last_n, presence_penalty and frequency_penalty (OpenAI's, -2..2:
+ * logit -= presence * [count > 0] + frequency * count, counting each token
+ * in the same last repeat_last_n tokens the repetition penalty looks at,
+ * prompt included), seed, stop (string or array of strings), threads, n_ctx,
  * n_keep, n_batch, quant, providers (array of names), context_policy
  * ("shift" | "error"), ignore_eos, require_signature (bool), trust_dir (string).
  * An unknown key, a wrong type or an out-of-range value is SLM_ERR_CONFIG naming the key.
@@ -152,9 +155,9 @@ typedef struct slm_session slm_session;
 slm_status slm_session_new(slm_model *model, const slm_config *cfg, slm_session **out);
 void slm_session_free(slm_session *s);
 /* Applies a JSON object of per-request settings to a session: max_tokens,
- * temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed,
- * stop, ignore_eos, n_keep, context_policy. Keys that size the session
- * (n_ctx, n_batch, threads, quant, providers) are refused: they need a new
+ * temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
+ * presence_penalty, frequency_penalty, seed, stop, ignore_eos, n_keep, context_policy. Keys that
+ * size the session (n_ctx, n_batch, threads, quant, providers) are refused: they need a new
  * session. All or nothing. */
 slm_status slm_session_configure(slm_session *s, const char *json, size_t len);
 /* Tokens whose keys and values are cached (a later slm_generate whose
@@ -202,6 +205,22 @@ slm_status slm_generate_tokens(slm_session *s, const int32_t *ids, size_t n_ids,
  * latency for benchmarks. NULL removes it. */
 typedef void (*slm_token_observer)(void *user, int32_t token, double t_ms);
 void slm_session_set_observer(slm_session *s, slm_token_observer fn, void *user);
+
+/* Log-probabilities of the generated tokens, as OpenAI reports them: of the
+ * model's distribution at temperature 1 before any sampling filter or
+ * penalty (log-softmax of the raw logits, computed in double). Called once
+ * per generated token that becomes part of the output (not for an
+ * end-of-generation token that ends it), before its text is streamed, with
+ * the token, its logprob and the n_top most likely tokens with theirs, best
+ * first (ties by lower id). top_ids / top_logprobs are valid during the call
+ * only. n_top is 0..SLM_MAX_TOP_LOGPROBS; computed only while a function is
+ * set (one extra pass over the logits per token; nothing is allocated while
+ * generating). NULL removes it. SLM_ERR_INVALID_ARG for an n_top out of
+ * range, SLM_ERR_NOMEM when its buffer cannot be allocated. */
+#define SLM_MAX_TOP_LOGPROBS 20
+typedef void (*slm_token_info_fn)(void *user, int32_t token, float logprob, const int32_t *top_ids,
+                                  const float *top_logprobs, int n_top);
+slm_status slm_session_set_token_info(slm_session *s, slm_token_info_fn fn, void *user, int n_top);
 
 /* ---- Chat ------------------------------------------------------------------ */
 typedef struct slm_chat_message {

@@ -7,4 +7,5 @@ bash scripts/deps.sh
 dir=${1:-build}
 shift || true
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-cmake --build "$dir" -j"$(nproc)"
+# the CLI and the libraries; scripts/test.sh builds the tests too
+cmake --build "$dir" -j"$(nproc)" --target slm_cli slm slm_shared

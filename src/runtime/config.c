@@ -189,6 +189,12 @@ static slm_status apply_key(slm_config *c, const cJSON *it) {
     } else if (!strcmp(k, "repeat_penalty")) {
         SLM_TRY(want_number(it, 0.01, 100, 0, &v));
         c->repeat_penalty = (float)v;
+    } else if (!strcmp(k, "presence_penalty")) {
+        SLM_TRY(want_number(it, -2, 2, 0, &v));
+        c->presence_penalty = (float)v;
+    } else if (!strcmp(k, "frequency_penalty")) {
+        SLM_TRY(want_number(it, -2, 2, 0, &v));
+        c->frequency_penalty = (float)v;
     } else if (!strcmp(k, "repeat_last_n")) {
         SLM_TRY(want_number(it, 0, 1 << 20, 1, &v));
         c->repeat_last_n = (int32_t)v;
@@ -307,6 +313,8 @@ char *slm_config_to_json(const slm_config *c) {
     cJSON_AddNumberToObject(o, "min_p", c->min_p);
     cJSON_AddNumberToObject(o, "repeat_penalty", c->repeat_penalty);
     cJSON_AddNumberToObject(o, "repeat_last_n", c->repeat_last_n);
+    cJSON_AddNumberToObject(o, "presence_penalty", c->presence_penalty);
+    cJSON_AddNumberToObject(o, "frequency_penalty", c->frequency_penalty);
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
     cJSON *stop = cJSON_AddArrayToObject(o, "stop");
     for (int32_t i = 0; stop && i < c->n_stop; i++)

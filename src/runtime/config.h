@@ -17,13 +17,15 @@
 typedef enum slm_ctx_policy { SLM_CTX_SHIFT = 0, SLM_CTX_ERROR = 1 } slm_ctx_policy;
 
 struct slm_config {
-    int32_t max_tokens;    /* tokens to generate */
-    float temperature;     /* 0 = greedy */
-    int32_t top_k;         /* 0 = off */
-    float top_p;           /* 1 = off */
-    float min_p;           /* 0 = off */
-    float repeat_penalty;  /* 1 = off */
-    int32_t repeat_last_n; /* window the penalty looks at */
+    int32_t max_tokens;      /* tokens to generate */
+    float temperature;       /* 0 = greedy */
+    int32_t top_k;           /* 0 = off */
+    float top_p;             /* 1 = off */
+    float min_p;             /* 0 = off */
+    float repeat_penalty;    /* 1 = off */
+    int32_t repeat_last_n;   /* window the penalties look at */
+    float presence_penalty;  /* OpenAI's, -2..2, 0 = off */
+    float frequency_penalty; /* OpenAI's, -2..2, 0 = off */
     uint64_t seed;
     int32_t n_stop;
     char stop[SLM_MAX_STOP][SLM_MAX_STOP_LEN + 1];

@@ -120,6 +120,22 @@ int32_t slm_sampler_sample(slm_sampler *s, float *logits, const int32_t *recent,
         }
     }
 
+    /* Presence and frequency penalties (OpenAI's): subtract presence once
+     * and frequency per occurrence, for each distinct token of the window. */
+    if ((p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f) && recent && n_recent > 0) {
+        int32_t from = p->repeat_last_n < n_recent ? n_recent - p->repeat_last_n : 0;
+        for (int32_t i = from; i < n_recent; i++) {
+            int32_t id = recent[i];
+            if (id < 0 || id >= n) continue;
+            int seen = 0;
+            for (int32_t j = from; j < i; j++) seen |= recent[j] == id;
+            if (seen) continue;
+            int32_t count = 1;
+            for (int32_t j = i + 1; j < n_recent; j++) count += recent[j] == id;
+            logits[id] -= p->presence_penalty + p->frequency_penalty * (float)count;
+        }
+    }
+
     if (p->temperature <= 0.0f) return argmax(logits, n);
 
     slm_candidate *c = s->cand;
@@ -166,4 +182,34 @@ int32_t slm_sampler_sample(slm_sampler *s, float *logits, const int32_t *recent,
         if (r < acc) return c[i].id;
     }
     return c[k - 1].id;
+}
+
+float slm_logprobs(const float *logits, int32_t n, int32_t token, int32_t n_top, int32_t *top_ids,
+                   float *top_logprobs) {
+    if (n <= 0) return 0.0f;
+    if (n_top > n) n_top = n;
+    if (n_top > SLM_MAX_TOP_LOGPROBS) n_top = SLM_MAX_TOP_LOGPROBS;
+    double mx = logits[0];
+    for (int32_t i = 1; i < n; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
+    double ls = log(sum); /* logprob = (logit - mx) - ls: exact for huge logits too */
+    /* the n_top best by insertion into a sorted list (n_top is small) */
+    int32_t k = 0;
+    for (int32_t i = 0; i < n && n_top > 0; i++) {
+        float v = logits[i];
+        if (k == n_top && !(v > logits[top_ids[k - 1]])) continue;
+        int32_t at = k < n_top ? k : n_top - 1;
+        while (at > 0 && v > logits[top_ids[at - 1]]) {
+            top_ids[at] = top_ids[at - 1];
+            at--;
+        }
+        top_ids[at] = i;
+        if (k < n_top) k++;
+    }
+    for (int32_t i = 0; i < k; i++)
+        top_logprobs[i] = (float)(((double)logits[top_ids[i]] - mx) - ls);
+    if (token < 0 || token >= n) return -INFINITY;
+    return (float)(((double)logits[token] - mx) - ls);
 }

@@ -15,6 +15,8 @@ typedef struct slm_sampler_params {
     float repeat_penalty;
     int32_t repeat_last_n;
     uint64_t seed;
+    float presence_penalty;  /* OpenAI's: 0 = off; over the repeat_last_n window */
+    float frequency_penalty; /* OpenAI's: 0 = off; over the repeat_last_n window */
 } slm_sampler_params;
 
 typedef struct slm_candidate {
@@ -35,8 +37,15 @@ void slm_sampler_free(slm_sampler *s);
 void slm_sampler_reseed(slm_sampler *s, uint64_t seed);
 
 /* Picks the next token. `recent` holds the last n_recent tokens (for the
- * repetition penalty). `logits` is modified. */
+ * repetition, presence and frequency penalties, which look at its last
+ * repeat_last_n entries). `logits` is modified. */
 int32_t slm_sampler_sample(slm_sampler *s, float *logits, const int32_t *recent, int32_t n_recent);
+
+/* Log-probabilities at temperature 1 of logits[0..n) (log-softmax in
+ * double): the logprob of `token` and the n_top (<= 20) most likely ids with
+ * theirs, best first (ties by lower id). Returns the logprob of `token`. */
+float slm_logprobs(const float *logits, int32_t n, int32_t token, int32_t n_top, int32_t *top_ids,
+                   float *top_logprobs);
 
 /* Uniform double in [0, 1) from the sampler's generator (exposed for tests). */
 double slm_sampler_uniform(slm_sampler *s);

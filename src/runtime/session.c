@@ -94,8 +94,10 @@ slm_status slm_session_new(slm_model *model, const slm_config *cfg_in, slm_sessi
     SLM_CHECK(slm_pool_new(resolve_threads(cfg), &s->pool));
     SLM_CHECK(slm_forward_init(&s->fw, model, s->pv, s->pool, s->n_ctx, cfg->n_batch));
     SLM_CHECK(load_adapters(s));
-    slm_sampler_params sp = {cfg->temperature,    cfg->top_k,         cfg->top_p, cfg->min_p,
-                             cfg->repeat_penalty, cfg->repeat_last_n, cfg->seed};
+    slm_sampler_params sp = {
+        cfg->temperature,      cfg->top_k,         cfg->top_p, cfg->min_p,
+        cfg->repeat_penalty,   cfg->repeat_last_n, cfg->seed,  cfg->presence_penalty,
+        cfg->frequency_penalty};
     SLM_CHECK(slm_sampler_init(&s->sampler, &sp, model->hp.n_vocab));
     SLM_CHECK(slm_text_stream_init(&s->stream));
     s->tokens = slm_calloc((size_t)s->n_ctx, sizeof *s->tokens);
@@ -120,6 +122,7 @@ void slm_session_free(slm_session *s) {
     slm_pool_free(s->pool);
     free(s->tokens);
     free(s->logits);
+    free(s->info_logits);
     free(s);
 }
 
@@ -157,8 +160,10 @@ slm_status slm_session_configure(slm_session *s, const char *json, size_t len) {
                         fixed);
     s->cfg = next;
     bind_stops(s);
-    slm_sampler_params sp = {next.temperature,    next.top_k,         next.top_p, next.min_p,
-                             next.repeat_penalty, next.repeat_last_n, next.seed};
+    slm_sampler_params sp = {
+        next.temperature,      next.top_k,         next.top_p, next.min_p,
+        next.repeat_penalty,   next.repeat_last_n, next.seed,  next.presence_penalty,
+        next.frequency_penalty};
     s->sampler.params = sp;
     int32_t bos = slm_tokenizer_bos(s->model->tok);
     s->n_keep =
@@ -219,6 +224,23 @@ void slm_session_set_observer(slm_session *s, slm_token_observer fn, void *user)
     if (!s) return;
     s->observer = fn;
     s->observer_user = user;
+}
+
+slm_status slm_session_set_token_info(slm_session *s, slm_token_info_fn fn, void *user, int n_top) {
+    if (!s) return slm_fail(SLM_ERR_INVALID_ARG, "slm_session_set_token_info: session is NULL");
+    if (fn && (n_top < 0 || n_top > SLM_MAX_TOP_LOGPROBS))
+        return slm_fail(SLM_ERR_INVALID_ARG,
+                        "slm_session_set_token_info: n_top %d is not in [0, %d]", n_top,
+                        SLM_MAX_TOP_LOGPROBS);
+    if (fn && !s->info_logits) {
+        s->info_logits = slm_alloc_aligned((size_t)s->model->hp.n_vocab, sizeof(float));
+        if (!s->info_logits)
+            return slm_fail(SLM_ERR_NOMEM, "cannot allocate the log-probability buffer");
+    }
+    s->info = fn;
+    s->info_user = user;
+    s->info_n_top = fn ? n_top : 0;
+    return SLM_OK;
 }
 
 static slm_status generate_ids(slm_session *s, int32_t *ids, size_t n_ids, double t0,
@@ -310,6 +332,8 @@ static slm_status generate_ids(slm_session *s, int32_t *ids, size_t n_ids, doubl
     while (st == SLM_OK && r.n_generated < cfg->max_tokens) {
         int32_t recent_from =
             s->n_tokens > cfg->repeat_last_n ? s->n_tokens - cfg->repeat_last_n : 0;
+        int32_t n_vocab = s->model->hp.n_vocab;
+        if (s->info) memcpy(s->info_logits, s->logits, (size_t)n_vocab * sizeof *s->logits);
         int32_t next = slm_sampler_sample(&s->sampler, s->logits, s->tokens + recent_from,
                                           s->n_tokens - recent_from);
         if (r.n_generated == 0) r.ttft_ms = slm_now_ms() - t0;
@@ -319,6 +343,12 @@ static slm_status generate_ids(slm_session *s, int32_t *ids, size_t n_ids, doubl
             break;
         }
         r.n_generated++;
+        if (s->info) {
+            int32_t nt = s->info_n_top < n_vocab ? s->info_n_top : n_vocab;
+            float lp =
+                slm_logprobs(s->info_logits, n_vocab, next, nt, s->info_top_ids, s->info_top_lp);
+            s->info(s->info_user, next, lp, s->info_top_ids, s->info_top_lp, (int)nt);
+        }
         size_t pl = slm_tokenizer_decode_token(tok, next, 0, piece, sizeof piece);
         if (pl > sizeof piece) pl = sizeof piece; /* pieces are far shorter in practice */
         slm_text_stream_push(&s->stream, piece, pl);

@@ -24,6 +24,12 @@ struct slm_session {
     size_t stop_len[SLM_MAX_STOP];
     slm_token_observer observer;
     void *observer_user;
+    slm_token_info_fn info;
+    void *info_user;
+    int info_n_top;
+    float *info_logits; /* [n_vocab] copy of the logits before sampling, made at set time */
+    int32_t info_top_ids[SLM_MAX_TOP_LOGPROBS];
+    float info_top_lp[SLM_MAX_TOP_LOGPROBS];
 };
 
 #endif

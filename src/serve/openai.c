@@ -163,12 +163,13 @@ static int parse_sampling(const cJSON *root, srv_request *r, srv_error *e) {
             return -1;
         if (present) cJSON_AddNumberToObject(r->sampling, nums[i].key, v);
     }
-    /* Accepted for compatibility, range-checked, not applied. */
-    static const char *const ignored[] = {"presence_penalty", "frequency_penalty"};
-    for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++) {
+    /* OpenAI's penalties, applied by the sampler over the repeat_last_n window. */
+    static const char *const penalties[] = {"presence_penalty", "frequency_penalty"};
+    for (size_t i = 0; i < sizeof penalties / sizeof penalties[0]; i++) {
         double v = 0;
         int present = 0;
-        if (get_number(root, ignored[i], -2, 2, 0, &v, &present, e)) return -1;
+        if (get_number(root, penalties[i], -2, 2, 0, &v, &present, e)) return -1;
+        if (present) cJSON_AddNumberToObject(r->sampling, penalties[i], v);
     }
     int ignore_eos = 0;
     const cJSON *ie = cJSON_GetObjectItemCaseSensitive(root, "ignore_eos");
@@ -209,6 +210,39 @@ static int parse_sampling(const cJSON *root, srv_request *r, srv_error *e) {
     return 0;
 }
 
+/* Chat: logprobs (bool) and top_logprobs (0..20, needs logprobs); completions:
+ * logprobs (0..5, the number of alternatives; present = log-probabilities on). */
+static int parse_logprobs(const cJSON *root, srv_kind kind, srv_request *r, srv_error *e) {
+    r->top_logprobs = 0;
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+    double v = 0;
+    int present = 0;
+    if (kind == SRV_CHAT) {
+        if (get_bool(root, "logprobs", 0, &r->logprobs, e)) return -1;
+        if (get_number(root, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS_CHAT, 1, &v, &present, e))
+            return -1;
+        if (present && !r->logprobs)
+            return srv_error_set(e, 400, "invalid_request_error", "invalid_value", "top_logprobs",
+                                 "'top_logprobs' needs 'logprobs': true");
+        if (present) r->top_logprobs = (int)v;
+        return 0;
+    }
+    if (lp && !cJSON_IsNull(lp) && cJSON_IsBool(lp)) return bad_type(e, "logprobs", "an integer");
+    if (get_number(root, "logprobs", 0, SRV_MAX_TOP_LOGPROBS_COMPLETION, 1, &v, &present, e))
+        return -1;
+    if (present) {
+        r->logprobs = 1;
+        r->top_logprobs = (int)v;
+    }
+    const cJSON *tl = cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
+    if (tl && !cJSON_IsNull(tl))
+        return srv_error_set(e, 400, "invalid_request_error", "unsupported_parameter",
+                             "top_logprobs",
+                             "'top_logprobs' is a chat completions field; /v1/completions takes "
+                             "'logprobs': N");
+    return 0;
+}
+
 /* Fields whose features this server does not have: a clear 400 rather than
  * a silently different answer. */
 static int parse_unsupported(const cJSON *root, srv_kind kind, srv_error *e) {
@@ -217,23 +251,6 @@ static int parse_unsupported(const cJSON *root, srv_kind kind, srv_error *e) {
     if (get_number(root, "n", 1, 1, 1, &v, &present, e))
         return srv_error_set(e, 400, "invalid_request_error", "unsupported_parameter", "n",
                              "'n' must be 1: one choice per request");
-    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
-    if (lp && !cJSON_IsNull(lp)) {
-        if (kind == SRV_CHAT) {
-            if (!cJSON_IsBool(lp)) return bad_type(e, "logprobs", "true or false");
-            if (cJSON_IsTrue(lp)) return unsupported(e, "logprobs", "returning log probabilities");
-        } else {
-            if (!cJSON_IsNumber(lp)) return bad_type(e, "logprobs", "an integer");
-            if (lp->valuedouble != 0)
-                return unsupported(e, "logprobs", "returning log probabilities");
-        }
-    }
-    const cJSON *tl = cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
-    if (tl && !cJSON_IsNull(tl)) {
-        if (!cJSON_IsNumber(tl)) return bad_type(e, "top_logprobs", "an integer");
-        if (tl->valuedouble != 0)
-            return unsupported(e, "top_logprobs", "returning log probabilities");
-    }
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (rf && !cJSON_IsNull(rf)) {
         if (!cJSON_IsObject(rf)) return bad_type(e, "response_format", "an object");
@@ -470,6 +487,7 @@ int srv_parse_request(srv_kind kind, const char *body, size_t len, srv_request *
     if (present) r->max_tokens = (int32_t)v;
     if (parse_sampling(root, r, e)) goto done;
     if (parse_unsupported(root, kind, e)) goto done;
+    if (parse_logprobs(root, kind, r, e)) goto done;
     if (kind == SRV_CHAT) {
         if (parse_messages(root, r, e)) goto done;
     } else {
@@ -516,6 +534,88 @@ static void add_usage(cJSON *o, const srv_reply *r) {
     if (d) cJSON_AddNumberToObject(d, "cached_tokens", r->n_cached);
 }
 
+static cJSON *bytes_array(const char *b, size_t n) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)(unsigned char)b[i]));
+    return a;
+}
+
+/* A logprob as JSON allows it: -inf (a token the model gives no mass) as a very low number. */
+static double finite_lp(float lp) {
+    return isfinite(lp) ? (double)lp : -9999.0;
+}
+
+/* {"token","logprob","bytes"} of one id. */
+static cJSON *chat_entry(const srv_logprobs *lp, int32_t id, float logprob) {
+    char buf[256];
+    size_t n = lp->piece ? lp->piece(lp->piece_user, id, buf, sizeof buf) : 0;
+    if (n > sizeof buf) n = sizeof buf;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    add_text(o, "token", buf, n);
+    cJSON_AddNumberToObject(o, "logprob", finite_lp(logprob));
+    cJSON *b = bytes_array(buf, n);
+    if (b) cJSON_AddItemToObject(o, "bytes", b);
+    return o;
+}
+
+cJSON *srv_logprobs_json(srv_kind kind, srv_logprobs *lp) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    if (kind == SRV_CHAT) {
+        cJSON *content = cJSON_AddArrayToObject(o, "content");
+        for (size_t i = 0; content && i < lp->n; i++) {
+            const srv_tok_lp *t = &lp->tok[i];
+            cJSON *e = chat_entry(lp, t->token, t->logprob);
+            if (!e) break;
+            cJSON_AddItemToArray(content, e);
+            cJSON *tops = cJSON_AddArrayToObject(e, "top_logprobs");
+            for (int k = 0; tops && k < t->n_top; k++) {
+                cJSON *a = chat_entry(lp, t->top_ids[k], t->top_lp[k]);
+                if (a) cJSON_AddItemToArray(tops, a);
+            }
+        }
+        cJSON_AddNullToObject(o, "refusal");
+        return o;
+    }
+    cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
+    cJSON *tlp = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs");
+    cJSON *offs = cJSON_AddArrayToObject(o, "text_offset");
+    if (!tokens || !tlp || !tops || !offs) return o;
+    char buf[256];
+    for (size_t i = 0; i < lp->n; i++) {
+        const srv_tok_lp *t = &lp->tok[i];
+        size_t n = lp->piece ? lp->piece(lp->piece_user, t->token, buf, sizeof buf) : 0;
+        if (n > sizeof buf) n = sizeof buf;
+        char *clean = srv_utf8_sanitize(buf, n, NULL);
+        cJSON_AddItemToArray(tokens, cJSON_CreateString(clean ? clean : ""));
+        free(clean);
+        cJSON_AddItemToArray(tlp, cJSON_CreateNumber(finite_lp(t->logprob)));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)lp->text_offset));
+        lp->text_offset += n;
+        cJSON *alt = cJSON_CreateObject();
+        for (int k = 0; alt && k < t->n_top; k++) {
+            size_t m = lp->piece ? lp->piece(lp->piece_user, t->top_ids[k], buf, sizeof buf) : 0;
+            if (m > sizeof buf) m = sizeof buf;
+            char *c = srv_utf8_sanitize(buf, m, NULL);
+            cJSON_AddItemToObject(alt, c ? c : "", cJSON_CreateNumber(finite_lp(t->top_lp[k])));
+            free(c);
+        }
+        if (alt) cJSON_AddItemToArray(tops, alt);
+    }
+    return o;
+}
+
+static void add_logprobs(cJSON *choice, const srv_reply *r) {
+    cJSON *l = r->lp ? srv_logprobs_json(r->kind, r->lp) : NULL;
+    if (l)
+        cJSON_AddItemToObject(choice, "logprobs", l);
+    else
+        cJSON_AddNullToObject(choice, "logprobs");
+}
+
 static cJSON *reply_head(const srv_reply *r, const char *object) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -554,7 +654,7 @@ char *srv_reply_json(const srv_reply *r, const char *text, size_t len) {
     } else {
         add_text(c, "text", text, len);
     }
-    cJSON_AddNullToObject(c, "logprobs");
+    add_logprobs(c, r);
     cJSON_AddStringToObject(c, "finish_reason", r->finish ? r->finish : "stop");
     add_usage(o, r);
     return finish_json(o);
@@ -583,7 +683,7 @@ char *srv_chunk_json(const srv_reply *r, const char *text, size_t len, int first
     } else {
         add_text(c, "text", text, len);
     }
-    cJSON_AddNullToObject(c, "logprobs");
+    add_logprobs(c, r);
     if (r->finish)
         cJSON_AddStringToObject(c, "finish_reason", r->finish);
     else

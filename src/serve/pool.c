@@ -65,6 +65,7 @@ srv_job *srv_job_new(const int32_t *ids, size_t n_ids, const char *config_json, 
     j->t_arrival_ms = t_arrival_ms;
     j->deadline_ms = deadline_ms;
     j->state = SRV_JOB_QUEUED;
+    j->n_top = -1;
     atomic_init(&j->cancel, SRV_CANCEL_NONE);
     return j;
 }
@@ -86,6 +87,7 @@ void srv_job_unref(srv_job *j) {
     free(j->ids);
     free(j->config_json);
     free(j->text);
+    free(j->lps);
     free(j);
 }
 
@@ -194,6 +196,32 @@ static void on_token(void *user, int32_t token, double t_ms) {
     j->n_tokens_seen++;
 }
 
+static void on_token_info(void *user, int32_t token, float logprob, const int32_t *top_ids,
+                          const float *top_logprobs, int n_top) {
+    srv_job *j = ((run_ctx *)user)->job;
+    pthread_mutex_lock(&j->mu);
+    if (j->n_lps == j->cap_lps) {
+        size_t ncap = j->cap_lps ? j->cap_lps * 2 : 64;
+        srv_tok_lp *nl = realloc(j->lps, ncap * sizeof *nl);
+        if (!nl) {
+            pthread_mutex_unlock(&j->mu);
+            atomic_store(&j->cancel, SRV_CANCEL_SHUTDOWN);
+            return;
+        }
+        j->lps = nl;
+        j->cap_lps = ncap;
+    }
+    srv_tok_lp *e = &j->lps[j->n_lps++];
+    e->token = token;
+    e->logprob = logprob;
+    e->n_top = n_top < SRV_MAX_TOP_LOGPROBS_CHAT ? n_top : SRV_MAX_TOP_LOGPROBS_CHAT;
+    for (int i = 0; i < e->n_top; i++) {
+        e->top_ids[i] = top_ids[i];
+        e->top_lp[i] = top_logprobs[i];
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
 static void run_job(srv_slot *s, srv_job *j) {
     slm_result res;
     memset(&res, 0, sizeof res);
@@ -213,8 +241,12 @@ static void run_job(srv_slot *s, srv_job *j) {
         if (st == SLM_OK) {
             run_ctx c = {s, j};
             slm_session_set_observer(s->sess, on_token, &c);
-            st = slm_generate_tokens(s->sess, j->ids, j->n_ids, on_text, &c, &res);
+            if (j->n_top >= 0)
+                st = slm_session_set_token_info(s->sess, on_token_info, &c, j->n_top);
+            if (st == SLM_OK)
+                st = slm_generate_tokens(s->sess, j->ids, j->n_ids, on_text, &c, &res);
             slm_session_set_observer(s->sess, NULL, NULL);
+            slm_session_set_token_info(s->sess, NULL, NULL, 0);
         }
         if (st != SLM_OK) snprintf(err, sizeof err, "%s", slm_last_error());
     }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "serve/metrics.h"
+#include "serve/openai.h"
 #include "slm.h"
 
 typedef enum srv_job_state { SRV_JOB_QUEUED = 0, SRV_JOB_RUNNING, SRV_JOB_DONE } srv_job_state;
@@ -32,7 +33,10 @@ typedef struct srv_job {
     size_t n_ids;
     char *config_json; /* per-request settings for slm_session_configure */
     double t_arrival_ms, deadline_ms;
+    int n_top; /* -1 = no log-probabilities; else alternatives per token (set before submit) */
     /* output, under mu */
+    srv_tok_lp *lps; /* per generated token when n_top >= 0 */
+    size_t n_lps, cap_lps;
     srv_job_state state;
     char *text;
     size_t len, cap;

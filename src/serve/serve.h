@@ -26,9 +26,10 @@
 #define SLM_SERVE_DEFAULT_READ_TIMEOUT_S 30 /* a request must arrive whole within this */
 #define SLM_SERVE_DEFAULT_MAX_BODY (1u << 20)
 #define SLM_SERVE_MAX_BODY_LIMIT (256u << 20)
-#define SLM_SERVE_DEFAULT_SHUTDOWN_S 10 /* in-flight work gets this long at shutdown */
-#define SLM_SERVE_MAX_CONNECTIONS 256   /* open connections (one thread each) */
-#define SLM_SERVE_RETRY_AFTER_S 1       /* Retry-After on 429/503 */
+#define SLM_SERVE_MAX_HEADER_BYTES (64u << 10) /* request line + headers (MHD's memory pool) */
+#define SLM_SERVE_DEFAULT_SHUTDOWN_S 10        /* in-flight work gets this long at shutdown */
+#define SLM_SERVE_MAX_CONNECTIONS 256          /* open connections (one thread each) */
+#define SLM_SERVE_RETRY_AFTER_S 1              /* Retry-After on 429/503 */
 
 typedef struct slm_server_opts {
     const char *host;       /* NULL = "127.0.0.1" */
@@ -39,6 +40,7 @@ typedef struct slm_server_opts {
     double idle_timeout_s;  /* 0 = default */
     double read_timeout_s;  /* 0 = default */
     size_t max_body;        /* bytes; 0 = default */
+    int32_t max_tokens_cap; /* largest max_tokens a request may ask for; 0 = the context size */
     const char *api_key;    /* NULL or "" = no authentication */
     const char *model_id;   /* name in /v1/models and responses; NULL = file name sans .gguf */
     const char *model_path; /* for the default model_id */

@@ -57,6 +57,7 @@ struct slm_server {
     char *api_key;
     size_t api_key_len;
     size_t max_body;
+    int32_t max_tokens_cap;
     double timeout_ms, read_timeout_ms;
     int access_log;
     int port;
@@ -267,7 +268,21 @@ typedef struct stream_ctx {
     int first, ended;
     char *echo;
     size_t echo_len;
+    int logprobs;   /* the request asked for log-probabilities */
+    size_t lp_sent; /* entries of job->lps already sent */
+    srv_logprobs lp;
 } stream_ctx;
+
+/* One token's text, for log-probabilities (srv_piece_fn over the model's tokenizer). */
+static size_t piece_of(void *user, int32_t id, char *buf, size_t cap) {
+    char *text = NULL;
+    size_t n = 0;
+    if (slm_tokenizer_decode(user, &id, 1, 0, &text, &n) != SLM_OK) return 0;
+    if (n > cap) n = cap;
+    if (n) memcpy(buf, text, n);
+    free(text);
+    return n;
+}
 
 static int pend(stream_ctx *st, const char *data) {
     if (!data) return -1;
@@ -284,8 +299,15 @@ static int pend(stream_ctx *st, const char *data) {
     return 0;
 }
 
-static int pend_chunk(stream_ctx *st, const char *text, size_t len) {
+static int pend_chunk(stream_ctx *st, const char *text, size_t len, const srv_tok_lp *lps,
+                      size_t n_lps) {
+    if (st->logprobs && n_lps > 0) {
+        st->lp.tok = lps;
+        st->lp.n = n_lps;
+        st->rep.lp = &st->lp;
+    }
     char *j = srv_chunk_json(&st->rep, text, len, st->first, 0);
+    st->rep.lp = NULL;
     st->first = 0;
     int rc = pend(st, j);
     free(j);
@@ -321,7 +343,9 @@ static int pend_end(stream_ctx *st) {
         st->rep.n_prompt = res->n_prompt_tokens;
         st->rep.n_completion = res->n_generated;
         st->rep.n_cached = res->n_cached;
-        if (pend_chunk(st, "", 0)) return -1;
+        size_t n_new = j->n_lps > st->lp_sent ? j->n_lps - st->lp_sent : 0;
+        if (pend_chunk(st, "", 0, j->lps + st->lp_sent, n_new)) return -1;
+        st->lp_sent += n_new;
         if (st->include_usage) {
             char *u = srv_chunk_json(&st->rep, "", 0, 0, 1);
             int rc = pend(st, u);
@@ -353,7 +377,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         st->plen = st->poff = 0;
         if (st->ended) return MHD_CONTENT_READER_END_OF_STREAM;
         if (st->echo) {
-            int rc = pend_chunk(st, st->echo, st->echo_len);
+            int rc = pend_chunk(st, st->echo, st->echo_len, NULL, 0);
             free(st->echo);
             st->echo = NULL;
             if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -378,9 +402,18 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             char *piece = malloc(n);
             if (piece) memcpy(piece, j->text + st->sent, n);
             st->sent = j->len;
+            srv_tok_lp *lps = NULL;
+            size_t n_lps = 0;
+            if (st->logprobs && j->n_lps > st->lp_sent) {
+                n_lps = j->n_lps - st->lp_sent;
+                lps = malloc(n_lps * sizeof *lps);
+                if (lps) memcpy(lps, j->lps + st->lp_sent, n_lps * sizeof *lps);
+                st->lp_sent = j->n_lps;
+            }
             pthread_mutex_unlock(&j->mu);
-            int rc = piece ? pend_chunk(st, piece, n) : -1;
+            int rc = piece && (lps || !n_lps) ? pend_chunk(st, piece, n, lps, n_lps) : -1;
             free(piece);
+            free(lps);
             if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
@@ -510,13 +543,26 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
                    s->n_ctx, n, max_tokens);
         goto done;
     }
-    if (max_tokens < 0) max_tokens = s->default_max_tokens < room ? s->default_max_tokens : room;
+    int32_t cap = s->max_tokens_cap > 0 ? s->max_tokens_cap : s->n_ctx;
+    if (max_tokens > cap) {
+        srv_error_set(&e, 400, "invalid_request_error", "invalid_value", "max_tokens",
+                      "max_tokens is too large: %d; this server allows at most %d "
+                      "(--max-tokens-cap)",
+                      max_tokens, cap);
+        ret = send_error(r, c, &e);
+        goto done;
+    }
+    if (max_tokens < 0) {
+        max_tokens = s->default_max_tokens < room ? s->default_max_tokens : room;
+        if (max_tokens > cap) max_tokens = cap;
+    }
     cfg = request_config(s, &q, max_tokens);
     job = cfg ? srv_job_new(ids, n, cfg, r->t_start, r->t_start + s->timeout_ms) : NULL;
     if (!job) {
         ret = fail(r, c, 500, "server_error", NULL, "out of memory");
         goto done;
     }
+    if (q.logprobs) job->n_top = q.top_logprobs;
     int sub = srv_pool_submit(s->pool, job);
     if (sub == SRV_SUBMIT_FULL) {
         ret = fail(r, c, 429, "overloaded_error", "queue_full",
@@ -554,7 +600,7 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
     }
     pthread_mutex_unlock(&job->mu);
 
-    srv_reply rep = {kind, NULL, s->model_id, (int64_t)time(NULL), NULL, 0, 0, 0};
+    srv_reply rep = {kind, NULL, s->model_id, (int64_t)time(NULL), NULL, 0, 0, 0, NULL};
     if (q.stream) {
         stream_ctx *st = calloc(1, sizeof *st);
         if (!st) {
@@ -568,6 +614,9 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
         st->rep.id = st->id;
         st->include_usage = q.include_usage;
         st->first = 1;
+        st->logprobs = q.logprobs;
+        st->lp.piece = piece_of;
+        st->lp.piece_user = (void *)slm_model_tokenizer(s->model);
         if (q.echo && kind == SRV_COMPLETION) {
             if (q.prompt) {
                 st->echo = q.prompt;
@@ -576,6 +625,7 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
             } else {
                 slm_detokenize(s->model, q.prompt_ids, q.n_prompt_ids, &st->echo, &st->echo_len);
             }
+            st->lp.text_offset = st->echo ? st->echo_len : 0;
         }
         struct MHD_Response *resp = MHD_create_response_from_callback(
             MHD_SIZE_UNKNOWN, SRV_STREAM_BLOCK, stream_read, st, stream_free);
@@ -627,6 +677,8 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
     rep.n_prompt = job->result.n_prompt_tokens;
     rep.n_completion = job->result.n_generated;
     rep.n_cached = job->result.n_cached;
+    srv_logprobs lp = {job->lps, job->n_lps, piece_of, (void *)slm_model_tokenizer(s->model), 0};
+    if (q.logprobs) rep.lp = &lp;
     char *body;
     if (q.echo && kind == SRV_COMPLETION) {
         char *pt = q.prompt;
@@ -642,6 +694,7 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
                 pl = 0;
             if (job->len) memcpy(all + pl, job->text, job->len);
         }
+        lp.text_offset = pl;
         body = all ? srv_reply_json(&rep, all, pl + job->len) : NULL;
         free(all);
         free(dt);
@@ -917,9 +970,18 @@ static slm_status base_config(const slm_config *cfg, int parallel, slm_config **
         }
     }
     if (st == SLM_OK) {
-        static const char *const keys[] = {"temperature", "top_k",          "top_p",
-                                           "min_p",       "repeat_penalty", "repeat_last_n",
-                                           "seed",        "stop",           "ignore_eos"};
+        /* every per-request key, so that one request's settings never stick to its slot */
+        static const char *const keys[] = {"temperature",
+                                           "top_k",
+                                           "top_p",
+                                           "min_p",
+                                           "repeat_penalty",
+                                           "repeat_last_n",
+                                           "presence_penalty",
+                                           "frequency_penalty",
+                                           "seed",
+                                           "stop",
+                                           "ignore_eos"};
         cJSON *smp = cJSON_CreateObject();
         for (size_t i = 0; smp && i < sizeof keys / sizeof keys[0]; i++) {
             cJSON *it = cJSON_GetObjectItemCaseSensitive(all, keys[i]);
@@ -975,6 +1037,7 @@ slm_status slm_server_start(slm_model *model, const slm_config *cfg, const slm_s
     s->model = model;
     s->created = (int64_t)time(NULL);
     s->max_body = o->max_body ? o->max_body : SLM_SERVE_DEFAULT_MAX_BODY;
+    s->max_tokens_cap = o->max_tokens_cap > 0 ? o->max_tokens_cap : 0; /* 0: the context size */
     s->timeout_ms = 1e3 * (o->timeout_s > 0 ? o->timeout_s : SLM_SERVE_DEFAULT_TIMEOUT_S);
     s->read_timeout_ms =
         1e3 * (o->read_timeout_s > 0 ? o->read_timeout_s : SLM_SERVE_DEFAULT_READ_TIMEOUT_S);
@@ -1031,6 +1094,7 @@ slm_status slm_server_start(slm_model *model, const slm_config *cfg, const slm_s
     s->daemon =
         MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                          MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT, max_conn,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SLM_SERVE_MAX_HEADER_BYTES,
                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
                          on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     int err = errno;

@@ -23,7 +23,8 @@ expect_status 2 "serve unknown option" "$SLM" serve -m "$M" --bogus
 expect_status 1 "serve missing model" "$SLM" serve -m /nonexistent.gguf --port 0
 stderr_has "/nonexistent.gguf" "serve missing model"
 
-"$SLM" serve -m "$M" --port 0 --parallel 2 --queue 2 --ctx 256 --max-body 65536 \
+"$SLM" serve -m "$M" --port 0 --parallel 2 --queue 2 --ctx 256 --max-body 262144 \
+  --max-tokens-cap 64 \
   --idle-timeout 2 --read-timeout 3 --api-key sesame 2>"$TMPD/server.log" &
 SERVER_PID=$!
 PORT=
@@ -147,19 +148,26 @@ cases = [
     ("temperature wrong type", post(chat, '{%s,"temperature":"hot"}' % msg), 400, "invalid_type"),
     ("stream wrong type", post(chat, '{%s,"stream":"yes"}' % msg), 400, "invalid_type"),
     ("n = 2", post(chat, '{%s,"n":2}' % msg), 400, "unsupported_parameter"),
-    ("logprobs", post(chat, '{%s,"logprobs":true}' % msg), 400, "unsupported_parameter"),
+    ("logprobs wrong type", post(chat, '{%s,"logprobs":1}' % msg), 400, "invalid_type"),
+    ("top_logprobs without logprobs", post(chat, '{%s,"top_logprobs":2}' % msg), 400, "invalid_value"),
+    ("top_logprobs over 20", post(chat, '{%s,"logprobs":true,"top_logprobs":21}' % msg), 400, "invalid_value"),
+    ("completions logprobs over 5", post(comp, '{"prompt":"hi","logprobs":6}'), 400, "invalid_value"),
+    ("presence_penalty out of range", post(chat, '{%s,"presence_penalty":2.5}' % msg), 400, "invalid_value"),
+    ("frequency_penalty wrong type", post(chat, '{%s,"frequency_penalty":"lots"}' % msg), 400, "invalid_type"),
+    ("max_tokens over --max-tokens-cap", post(comp, '{"prompt":"hi","max_tokens":65}'), 400, "invalid_value"),
+    ("too many messages", post(chat, '{"messages":[%s]}' % ",".join(['{"role":"user","content":""}'] * 4097)), 400, "invalid_value"),
     ("json response_format", post(chat, '{%s,"response_format":{"type":"json_object"}}' % msg), 400, "unsupported_parameter"),
     ("prompt missing", post(comp, '{"max_tokens":3}'), 400, "missing_required_parameter"),
     ("prompt token out of vocabulary", post(comp, '{"prompt":[1,99999999]}'), 400, "invalid_value"),
     ("context overflow", post(comp, json.dumps({"prompt": "a b c d e f " * 400})), 400, "context_length_exceeded"),
     ("max_tokens past the context", post(comp, '{"prompt":"hi","max_tokens":100000}'), 400, "context_length_exceeded"),
-    ("oversized body", post(comp, '{"prompt":"%s"}' % ("x" * 100000)), 413, "request_too_large"),
+    ("oversized body", post(comp, '{"prompt":"%s"}' % ("x" * 300000)), 413, "request_too_large"),
     ("lying Content-Length", raw(b"POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                                  + KEY.encode() + b"Content-Length: 1000000000000\r\n\r\n{"), 413, "request_too_large"),
     ("oversized chunked body", raw(b"POST /v1/completions HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
                                    b"Content-Type: application/json\r\n" + KEY.encode()
                                    + b"Transfer-Encoding: chunked\r\n\r\n"
-                                   + b"".join(b"8000\r\n" + b"x" * 0x8000 + b"\r\n" for _ in range(4))
+                                   + b"".join(b"8000\r\n" + b"x" * 0x8000 + b"\r\n" for _ in range(10))
                                    + b"0\r\n\r\n"), 413, "request_too_large"),
     ("wrong method on chat", get(chat), 405, "method_not_allowed"),
     ("wrong method on models", get("/v1/models", method="DELETE"), 405, "method_not_allowed"),
@@ -180,6 +188,10 @@ st, body, _ = raw(b"HELLO\r\n\r\n")
 check("garbage request line", st, (400, None), body, "any")
 st, body, _ = raw(b"GET /health HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n")
 check("huge header", st, (400, 413, 431, None), body, "any")
+st, body, _ = raw(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Big: " + b"a" * 80000 + b"\r\n\r\n")
+check("headers over the 64 KiB limit: 431", st, 431, body, "any")
+st, body, _ = raw(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n")
+check("headers under the limit", st, 200, body, "any")
 
 # slow clients: a stalled body, stalled headers, a drip-fed body are cut off
 st, body, took = raw(b"POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
@@ -198,6 +210,89 @@ st, body, _ = get("/health")
 check("health after the table", st, 200, body, "any")
 st, body, _ = post(comp, '{"prompt":"SECRET_PROMPT_MARKER Once upon a time","max_tokens":5,"temperature":0}')
 check("completion after the table", st, 200, body, "any")
+
+# log-probabilities and penalties, not streamed and streamed
+def sse(body):
+    out = []
+    for line in body.decode().split("\n"):
+        if line.startswith("data: ") and line != "data: [DONE]":
+            out.append(json.loads(line[6:]))
+    return out
+
+def well_formed_chat_lp(entries, n_top):
+    for e in entries:
+        if not (isinstance(e["token"], str) and e["logprob"] <= 0 and isinstance(e["bytes"], list)
+                and all(isinstance(b, int) and 0 <= b < 256 for b in e["bytes"])
+                and len(e["top_logprobs"]) == n_top):
+            return False
+        tops = e["top_logprobs"]
+        if sum(math.exp(t["logprob"]) for t in tops) > 1 + 1e-4:
+            return False
+        if any(tops[i]["logprob"] < tops[i + 1]["logprob"] for i in range(len(tops) - 1)):
+            return False
+    return True
+
+import math
+req = '{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":6,"temperature":0,"logprobs":true,"top_logprobs":2}'
+st, body, _ = post(chat, req)
+check("chat with logprobs", st, 200, body, "any")
+try:
+    o = json.loads(body)
+    content = o["choices"][0]["logprobs"]["content"]
+    truth("chat logprobs: one entry per completion token", len(content) == o["usage"]["completion_tokens"], (len(content), o["usage"]))
+    truth("chat logprobs well formed", well_formed_chat_lp(content, 2), content[:2])
+    truth("greedy token is the most likely one", all(abs(e["logprob"] - e["top_logprobs"][0]["logprob"]) < 1e-5 for e in content), content[:2])
+    truth("tokens concatenate to the text", "".join(e["token"] for e in content) == o["choices"][0]["message"]["content"] or o["choices"][0]["finish_reason"] == "stop", content)
+    nonstream = content
+except Exception as ex:
+    truth("chat logprobs parse", False, repr(ex))
+    nonstream = None
+st, body, _ = post(chat, req[:-1] + ',"stream":true}')
+check("streamed chat with logprobs", st, 200, body, "any")
+try:
+    chunks = sse(body)
+    got = []
+    for c in chunks:
+        if c["choices"] and c["choices"][0].get("logprobs"):
+            got += c["choices"][0]["logprobs"]["content"]
+    truth("streamed logprobs well formed", well_formed_chat_lp(got, 2), got[:2])
+    truth("streamed logprobs match the non-streamed ones", nonstream is not None and [e["token"] for e in got] == [e["token"] for e in nonstream]
+          and all(abs(a["logprob"] - b["logprob"]) < 1e-4 for a, b in zip(got, nonstream)), (got, nonstream))
+except Exception as ex:
+    truth("streamed chat logprobs parse", False, repr(ex))
+st, body, _ = post(comp, '{"prompt":"Once upon","max_tokens":5,"temperature":0,"logprobs":3,"echo":true}')
+check("completion with logprobs", st, 200, body, "any")
+try:
+    o = json.loads(body)
+    lp = o["choices"][0]["logprobs"]
+    n = len(lp["tokens"])
+    truth("completion logprobs arrays agree", n == o["usage"]["completion_tokens"] and len(lp["token_logprobs"]) == n
+          and len(lp["top_logprobs"]) == n and len(lp["text_offset"]) == n, lp)
+    truth("completion text_offset starts after the echoed prompt", n == 0 or lp["text_offset"][0] == len("Once upon"), lp["text_offset"])
+    truth("completion top_logprobs hold 3", all(len(t) <= 3 and len(t) >= 1 for t in lp["top_logprobs"]), lp["top_logprobs"])
+except Exception as ex:
+    truth("completion logprobs parse", False, repr(ex))
+st, body, _ = post(comp, '{"prompt":"Once upon","max_tokens":5,"temperature":0,"logprobs":0,"stream":true}')
+try:
+    toks = []
+    for c in sse(body):
+        if c["choices"] and c["choices"][0].get("logprobs"):
+            toks += c["choices"][0]["logprobs"]["tokens"]
+    truth("streamed completion logprobs", st == 200 and len(toks) >= 1, (st, toks))
+except Exception as ex:
+    truth("streamed completion logprobs parse", False, repr(ex))
+st, body, _ = post(comp, '{"prompt":"Once upon a time","max_tokens":8,"temperature":0}')
+st2, body2, _ = post(comp, '{"prompt":"Once upon a time","max_tokens":8,"temperature":0,"frequency_penalty":-2,"presence_penalty":-2}')
+st3, body3, _ = post(comp, '{"prompt":"Once upon a time","max_tokens":8,"temperature":0}')
+truth("penalties accepted", st == 200 and st2 == 200 and st3 == 200, (st, st2, st3, body2[:200]))
+try:
+    truth("penalties change greedy output", json.loads(body)["choices"][0]["text"] != json.loads(body2)["choices"][0]["text"],
+          (body[:200], body2[:200]))
+    truth("penalties do not stick to the slot", json.loads(body)["choices"][0]["text"] == json.loads(body3)["choices"][0]["text"],
+          (body[:200], body3[:200]))
+except Exception as ex:
+    truth("penalties parse", False, repr(ex))
+
 st, body, _ = get("/metrics")
 text = body.decode()
 truth("metrics count 401s", 'slm_requests_total{endpoint="/v1/chat/completions",status="401"} 3' in text)

@@ -28,6 +28,9 @@ int main(void) {
     CHECK(c->n_providers == 2 && !strcmp(c->providers[1], "ref"));
     CHECK(c->context_policy == SLM_CTX_ERROR);
     CHECK(c->n_stop == 2 && !strcmp(c->stop[0], "\n\n") && !strcmp(c->stop[1], "END"));
+    CHECK(c->presence_penalty == 0.0f && c->frequency_penalty == 0.0f);
+    CHECK_OK(apply(c, "{\"presence_penalty\":0.5,\"frequency_penalty\":-2}"));
+    CHECK(c->presence_penalty == 0.5f && c->frequency_penalty == -2.0f);
     CHECK_OK(apply(c, "{\"stop\":\"###\"}"));
     CHECK(c->n_stop == 1 && !strcmp(c->stop[0], "###"));
 
@@ -42,6 +45,8 @@ int main(void) {
     CHECK_ERR(apply(c, "{\"threads\":100000}"), SLM_ERR_CONFIG, "'threads'");
     CHECK_ERR(apply(c, "{\"n_ctx\":3}"), SLM_ERR_CONFIG, "'n_ctx'");
     CHECK_ERR(apply(c, "{\"seed\":-3}"), SLM_ERR_CONFIG, "'seed'");
+    CHECK_ERR(apply(c, "{\"presence_penalty\":2.5}"), SLM_ERR_CONFIG, "'presence_penalty'");
+    CHECK_ERR(apply(c, "{\"frequency_penalty\":\"x\"}"), SLM_ERR_CONFIG, "'frequency_penalty'");
     CHECK_ERR(apply(c, "{\"stop\":[1,2]}"), SLM_ERR_CONFIG, "'stop'");
     CHECK_ERR(apply(c, "{\"providers\":\"avx2\"}"), SLM_ERR_CONFIG, "'providers'");
     CHECK_ERR(apply(c, "{\"context_policy\":\"wrap\"}"), SLM_ERR_CONFIG, "'context_policy'");

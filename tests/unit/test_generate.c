@@ -22,6 +22,33 @@ static int collect(void *user, const char *t, size_t n) {
     return 0;
 }
 
+/* What slm_session_set_token_info reports, checked as it comes. */
+typedef struct info_log {
+    int n, bad_top, bad_mass, bad_greedy, bad_order;
+    int32_t tokens[64];
+    float lps[64];
+} info_log;
+
+static void on_info(void *user, int32_t token, float logprob, const int32_t *top_ids,
+                    const float *top_lp, int n_top) {
+    info_log *l = user;
+    if (l->n < 64) {
+        l->tokens[l->n] = token;
+        l->lps[l->n] = logprob;
+    }
+    l->n++;
+    if (n_top != 5) l->bad_top++;
+    double mass = 0.0;
+    for (int i = 0; i < n_top; i++) {
+        mass += exp((double)top_lp[i]);
+        if (i > 0 && top_lp[i] > top_lp[i - 1]) l->bad_order++;
+    }
+    if (mass > 1.0 + 1e-5) l->bad_mass++;
+    /* greedy: the sampled token is the most likely one */
+    if (n_top < 1 || top_ids[0] != token || fabs(top_lp[0] - logprob) > 1e-6 || logprob > 0)
+        l->bad_greedy++;
+}
+
 static slm_config *config(const char *json) {
     slm_config *c = NULL;
     if (slm_config_new(&c) != SLM_OK) return NULL;
@@ -133,6 +160,53 @@ int main(void) {
         m, "{\"temperature\":0.9,\"seed\":8,\"threads\":2,\"max_tokens\":60,\"ignore_eos\":true}",
         "the sea", &b, &rb));
     CHECK(strcmp(a.s, b.s) != 0); /* another seed, another text */
+
+    /* log-probabilities per generated token: greedy picks the top one, the
+     * alternatives are sorted with mass <= 1; off again after removal */
+    {
+        slm_config *c = config("{\"temperature\":0,\"max_tokens\":20,\"ignore_eos\":true}");
+        slm_session *s = NULL;
+        CHECK_OK(slm_session_new(m, c, &s));
+        info_log lg;
+        memset(&lg, 0, sizeof lg);
+        CHECK_ERR(slm_session_set_token_info(s, on_info, &lg, 21), SLM_ERR_INVALID_ARG, "n_top");
+        CHECK_OK(slm_session_set_token_info(s, on_info, &lg, 5));
+        text_buf t;
+        memset(&t, 0, sizeof t);
+        slm_result r;
+        CHECK_OK(slm_generate(s, "the", 3, collect, &t, &r));
+        CHECK(lg.n == 20 && r.n_generated == 20);
+        CHECK(lg.bad_top == 0 && lg.bad_mass == 0 && lg.bad_order == 0 && lg.bad_greedy == 0);
+        /* the reported logprob is the log-softmax of the prompt's last logits */
+        float *pl = NULL;
+        size_t nt = 0, nv = 0;
+        CHECK_OK(slm_prompt_logits(s, "the", 3, &pl, &nt, &nv));
+        if (pl && nt > 0) {
+            const float *row = pl + (nt - 1) * nv;
+            double mx = row[0], sum = 0.0;
+            for (size_t v = 1; v < nv; v++) mx = row[v] > mx ? row[v] : mx;
+            for (size_t v = 0; v < nv; v++) sum += exp((double)row[v] - mx);
+            double want = (double)row[lg.tokens[0]] - mx - log(sum);
+            CHECK_NEAR(lg.lps[0], want, 1e-4);
+        }
+        free(pl);
+        /* with a repetition penalty the logprobs stay those of the raw logits */
+        info_log lg2;
+        memset(&lg2, 0, sizeof lg2);
+        const char *pen = "{\"repeat_penalty\":5,\"frequency_penalty\":2,\"presence_penalty\":1}";
+        CHECK_OK(slm_session_configure(s, pen, strlen(pen)));
+        CHECK_OK(slm_session_set_token_info(s, on_info, &lg2, 5));
+        CHECK_OK(slm_generate(s, "the", 3, collect, &t, &r));
+        CHECK(lg2.n == 20 && fabs(lg2.lps[0] - lg.lps[0]) < 1e-5);
+        int differs = 0;
+        for (int i = 0; i < 20; i++) differs |= lg2.tokens[i] != lg.tokens[i];
+        CHECK(differs); /* the penalties changed what greedy picked */
+        CHECK_OK(slm_session_set_token_info(s, NULL, NULL, 0));
+        CHECK_OK(slm_generate(s, "the", 3, collect, &t, &r));
+        CHECK(lg2.n == 20);
+        slm_session_free(s);
+        slm_config_free(c);
+    }
 
     /* a second prompt sharing a prefix reuses the cache and gives what a fresh
      * session gives; per-request settings apply without a new session */

@@ -61,7 +61,20 @@ static void test_parse_good(void) {
     const cJSON *t = cJSON_GetObjectItem(q.sampling, "temperature");
     CHECK(cJSON_IsNumber(t) && t->valuedouble == 0);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(q.sampling, "stop")) == 2);
-    CHECK(cJSON_GetObjectItem(q.sampling, "presence_penalty") == NULL);
+    const cJSON *pp = cJSON_GetObjectItem(q.sampling, "presence_penalty");
+    CHECK(cJSON_IsNumber(pp) && pp->valuedouble == 0.5);
+    CHECK(q.logprobs == 0 && q.top_logprobs == 0);
+    srv_request_free(&q);
+    CHECK(parses(SRV_CHAT,
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true,"
+                 "\"top_logprobs\":20,\"frequency_penalty\":-2}",
+                 &q));
+    CHECK(q.logprobs == 1 && q.top_logprobs == 20);
+    pp = cJSON_GetObjectItem(q.sampling, "frequency_penalty");
+    CHECK(cJSON_IsNumber(pp) && pp->valuedouble == -2);
+    srv_request_free(&q);
+    CHECK(parses(SRV_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":5}", &q));
+    CHECK(q.logprobs == 1 && q.top_logprobs == 5);
     srv_request_free(&q);
 
     CHECK(parses(SRV_COMPLETION, "{\"prompt\":\"Once\",\"echo\":true,\"max_completion_tokens\":3}",
@@ -119,10 +132,20 @@ static void test_parse_bad(void) {
          "invalid_value", "seed"},
         {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2}",
          "unsupported_parameter", "n"},
-        {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true}",
-         "unsupported_parameter", "logprobs"},
+        {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":1}",
+         "invalid_type", "logprobs"},
         {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":3}",
-         "unsupported_parameter", "top_logprobs"},
+         "invalid_value", "top_logprobs"},
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true,"
+         "\"top_logprobs\":21}",
+         "invalid_value", "top_logprobs"},
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"presence_penalty\":2.5}",
+         "invalid_value", "presence_penalty"},
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"frequency_penalty\":\"x\"}",
+         "invalid_type", "frequency_penalty"},
         {SRV_CHAT,
          "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":"
          "\"json_object\"}}",
@@ -142,7 +165,10 @@ static void test_parse_bad(void) {
         {SRV_COMPLETION, "{\"prompt\":[\"a\",\"b\"]}", "unsupported_parameter", "prompt"},
         {SRV_COMPLETION, "{\"prompt\":[1,-2]}", "invalid_type", "prompt"},
         {SRV_COMPLETION, "{\"prompt\":[1,1e300]}", "invalid_type", "prompt"},
-        {SRV_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":2}", "unsupported_parameter", "logprobs"},
+        {SRV_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":6}", "invalid_value", "logprobs"},
+        {SRV_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":true}", "invalid_type", "logprobs"},
+        {SRV_COMPLETION, "{\"prompt\":\"x\",\"top_logprobs\":2}", "unsupported_parameter",
+         "top_logprobs"},
         {SRV_COMPLETION, "{\"prompt\":\"x\",\"suffix\":\"y\"}", "unsupported_parameter", "suffix"},
         {SRV_COMPLETION, "{\"prompt\":\"x\",\"echo\":1}", "invalid_type", "echo"},
     };
@@ -182,7 +208,7 @@ static void test_parse_bad(void) {
 /* ---- responses and helpers ---------------------------------------------------------------- */
 
 static void test_responses(void) {
-    srv_reply r = {SRV_CHAT, "chatcmpl-1", "m", 123, "stop", 5, 3, 2};
+    srv_reply r = {SRV_CHAT, "chatcmpl-1", "m", 123, "stop", 5, 3, 2, NULL};
     char *j = srv_reply_json(&r, "hi\xff", 3);
     cJSON *o = cJSON_Parse(j);
     CHECK(o != NULL);
@@ -230,6 +256,97 @@ static void test_responses(void) {
     CHECK(!strcmp(cJSON_GetObjectItem(err, "message")->valuestring, "no route"));
     CHECK(!strcmp(cJSON_GetObjectItem(err, "code")->valuestring, "not_found"));
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(err, "param")));
+    cJSON_Delete(o);
+    free(j);
+}
+
+/* A fake tokenizer: id i is the text "t<i>", id 7 the first byte of "é". */
+static size_t fake_piece(void *user, int32_t id, char *buf, size_t cap) {
+    (void)user;
+    if (id == 7) {
+        buf[0] = (char)0xc3;
+        return 1;
+    }
+    int n = snprintf(buf, cap, "t%d", (int)id);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap;
+}
+
+static void test_logprobs_json(void) {
+    srv_tok_lp toks[2];
+    memset(toks, 0, sizeof toks);
+    toks[0].token = 3;
+    toks[0].logprob = -0.25f;
+    toks[0].n_top = 2;
+    toks[0].top_ids[0] = 3;
+    toks[0].top_lp[0] = -0.25f;
+    toks[0].top_ids[1] = 7;
+    toks[0].top_lp[1] = -2.0f;
+    toks[1].token = 7;
+    toks[1].logprob = -1.5f;
+    srv_logprobs lp = {toks, 2, fake_piece, NULL, 0};
+    srv_reply r = {SRV_CHAT, "chatcmpl-1", "m", 1, "stop", 1, 2, 0, &lp};
+    char *j = srv_reply_json(&r, "t3\xc3", 3);
+    cJSON *o = cJSON_Parse(j);
+    const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+    const cJSON *content = cJSON_GetObjectItem(cJSON_GetObjectItem(ch, "logprobs"), "content");
+    CHECK(cJSON_GetArraySize(content) == 2);
+    const cJSON *e0 = cJSON_GetArrayItem(content, 0);
+    CHECK(!strcmp(cJSON_GetObjectItem(e0, "token")->valuestring, "t3"));
+    CHECK(cJSON_GetObjectItem(e0, "logprob")->valuedouble == -0.25);
+    const cJSON *b0 = cJSON_GetObjectItem(e0, "bytes");
+    CHECK(cJSON_GetArraySize(b0) == 2 && cJSON_GetArrayItem(b0, 0)->valuedouble == 't' &&
+          cJSON_GetArrayItem(b0, 1)->valuedouble == '3');
+    const cJSON *tops = cJSON_GetObjectItem(e0, "top_logprobs");
+    CHECK(cJSON_GetArraySize(tops) == 2);
+    const cJSON *alt = cJSON_GetArrayItem(tops, 1);
+    CHECK(!strcmp(cJSON_GetObjectItem(alt, "token")->valuestring, "\xef\xbf\xbd"));
+    CHECK(cJSON_GetArrayItem(cJSON_GetObjectItem(alt, "bytes"), 0)->valuedouble == 0xc3);
+    const cJSON *e1 = cJSON_GetArrayItem(content, 1);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(e1, "top_logprobs")) == 0);
+    cJSON_Delete(o);
+    free(j);
+
+    /* a chunk carries its tokens; without lp, "logprobs": null */
+    r.finish = NULL;
+    lp.n = 1;
+    j = srv_chunk_json(&r, "t3", 2, 0, 0);
+    o = cJSON_Parse(j);
+    ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+    content = cJSON_GetObjectItem(cJSON_GetObjectItem(ch, "logprobs"), "content");
+    CHECK(cJSON_GetArraySize(content) == 1);
+    cJSON_Delete(o);
+    free(j);
+    r.lp = NULL;
+    j = srv_chunk_json(&r, "t3", 2, 0, 0);
+    o = cJSON_Parse(j);
+    ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+    CHECK(cJSON_IsNull(cJSON_GetObjectItem(ch, "logprobs")));
+    cJSON_Delete(o);
+    free(j);
+
+    /* completions: the legacy shape, offsets after an echoed prompt of 4 bytes */
+    lp.n = 2;
+    lp.text_offset = 4;
+    r.lp = &lp;
+    r.kind = SRV_COMPLETION;
+    r.finish = "length";
+    j = srv_reply_json(&r, "Oncet3\xc3", 7);
+    o = cJSON_Parse(j);
+    ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+    const cJSON *l = cJSON_GetObjectItem(ch, "logprobs");
+    const cJSON *tk = cJSON_GetObjectItem(l, "tokens");
+    const cJSON *tl = cJSON_GetObjectItem(l, "token_logprobs");
+    const cJSON *to = cJSON_GetObjectItem(l, "text_offset");
+    const cJSON *tt = cJSON_GetObjectItem(l, "top_logprobs");
+    CHECK(cJSON_GetArraySize(tk) == 2 && cJSON_GetArraySize(tl) == 2 &&
+          cJSON_GetArraySize(to) == 2 && cJSON_GetArraySize(tt) == 2);
+    CHECK(!strcmp(cJSON_GetArrayItem(tk, 0)->valuestring, "t3"));
+    CHECK(cJSON_GetArrayItem(tl, 1)->valuedouble == -1.5);
+    CHECK(cJSON_GetArrayItem(to, 0)->valuedouble == 4 &&
+          cJSON_GetArrayItem(to, 1)->valuedouble == 6);
+    const cJSON *alts = cJSON_GetArrayItem(tt, 0);
+    CHECK(cJSON_GetArraySize(alts) == 2 && cJSON_GetObjectItem(alts, "t3")->valuedouble == -0.25);
+    CHECK(lp.text_offset == 7);
     cJSON_Delete(o);
     free(j);
 }
@@ -428,6 +545,7 @@ int main(int argc, char **argv) {
     test_parse_good();
     test_parse_bad();
     test_responses();
+    test_logprobs_json();
     test_helpers();
     char path[512];
     check_tmp_path("serve.gguf", path, sizeof path);

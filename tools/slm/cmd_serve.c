@@ -36,6 +36,8 @@ static const char *SERVE_HELP =
     "                          without .gguf)\n"
     "      --timeout S         deadline of a request, queue wait included (default 600)\n"
     "      --max-body BYTES    largest request body (default 1048576)\n"
+    "      --max-tokens-cap N  largest max_tokens a request may ask for (default: the\n"
+    "                          context size); more is a 400\n"
     "      --idle-timeout S    close a connection silent this long (default 30)\n"
     "      --read-timeout S    a request must arrive whole within this (default 30)\n"
     "      --shutdown-timeout S  at SIGINT/SIGTERM, running requests get this long\n"
@@ -49,7 +51,7 @@ int cmd_serve(int argc, char **argv) {
     const char *model_arg = NULL, *config_arg = NULL, *host = "127.0.0.1", *api_key = NULL;
     const char *model_id = NULL;
     long port = SLM_SERVE_DEFAULT_PORT, parallel = SLM_SERVE_DEFAULT_PARALLEL,
-         queue = SLM_SERVE_DEFAULT_QUEUE, max_body = SLM_SERVE_DEFAULT_MAX_BODY;
+         queue = SLM_SERVE_DEFAULT_QUEUE, max_body = SLM_SERVE_DEFAULT_MAX_BODY, max_tokens_cap = 0;
     double timeout = SLM_SERVE_DEFAULT_TIMEOUT_S, idle = SLM_SERVE_DEFAULT_IDLE_TIMEOUT_S,
            read_timeout = SLM_SERVE_DEFAULT_READ_TIMEOUT_S, grace = SLM_SERVE_DEFAULT_SHUTDOWN_S;
     int quiet = 0;
@@ -94,6 +96,9 @@ int cmd_serve(int argc, char **argv) {
             CLI_VALUE("serve", v);
             if (cli_parse_int("serve", a, v, 1024, (long)SLM_SERVE_MAX_BODY_LIMIT, &max_body))
                 return CLI_USAGE;
+        } else if (!strcmp(a, "--max-tokens-cap")) {
+            CLI_VALUE("serve", v);
+            if (cli_parse_int("serve", a, v, 1, 1 << 24, &max_tokens_cap)) return CLI_USAGE;
         } else if (!strcmp(a, "--timeout") || !strcmp(a, "--idle-timeout") ||
                    !strcmp(a, "--read-timeout") || !strcmp(a, "--shutdown-timeout")) {
             CLI_VALUE("serve", v);
@@ -149,6 +154,7 @@ int cmd_serve(int argc, char **argv) {
         .idle_timeout_s = idle,
         .read_timeout_s = read_timeout,
         .max_body = (size_t)max_body,
+        .max_tokens_cap = (int32_t)max_tokens_cap,
         .api_key = api_key,
         .model_id = model_id,
         .model_path = model_path,

@@ -58,6 +58,29 @@ try {
   check('stream usage', usage && usage.completion_tokens === chat.usage.completion_tokens,
         JSON.stringify(usage));
 
+  // log-probabilities, not streamed and streamed
+  const lpc = await client.chat.completions.create({
+    model, messages, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 2,
+  });
+  const lpContent = lpc.choices[0].logprobs && lpc.choices[0].logprobs.content;
+  check('chat logprobs: one entry per token', Array.isArray(lpContent) &&
+        lpContent.length === lpc.usage.completion_tokens, JSON.stringify(lpc.choices[0].logprobs));
+  check('chat logprobs well formed', Array.isArray(lpContent) && lpContent.every((e) =>
+    typeof e.token === 'string' && e.logprob <= 0 && Array.isArray(e.bytes) &&
+    e.top_logprobs.length === 2 && e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob &&
+    Math.abs(e.top_logprobs[0].logprob - e.logprob) < 1e-5), JSON.stringify(lpContent));
+  const lps = await client.chat.completions.create({
+    model, messages, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 2, stream: true,
+  });
+  const streamed = [];
+  for await (const chunk of lps)
+    for (const c of chunk.choices) if (c.logprobs && c.logprobs.content) streamed.push(...c.logprobs.content);
+  check('streamed logprobs equal the non-streamed ones', Array.isArray(lpContent) &&
+        streamed.length === lpContent.length &&
+        streamed.every((e, i) => e.token === lpContent[i].token &&
+                                 Math.abs(e.logprob - lpContent[i].logprob) < 1e-5),
+        JSON.stringify(streamed));
+
   // a follow-up turn reuses the conversation's cached prefix
   const follow = await client.chat.completions.create({
     model, max_tokens: 10, temperature: 0,
