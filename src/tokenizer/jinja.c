@@ -2427,25 +2427,31 @@ static int dict_find(const jdict *d, jstr key, size_t *at) {
     return 0;
 }
 
+/* Doubles parallel name/value arrays (render arena memory: the old ones are
+ * reclaimed with the arena). */
+static slm_status grow_pairs(rctx *c, jstr **names, jv **vals, size_t n, size_t *cap,
+                             size_t first) {
+    size_t ncap = *cap ? *cap * 2 : first;
+    jstr *k = ralloc(c, ncap * sizeof *k);
+    jv *vv = ralloc(c, ncap * sizeof *vv);
+    if (!k || !vv) return oom(c);
+    if (n) {
+        memcpy(k, *names, n * sizeof *k);
+        memcpy(vv, *vals, n * sizeof *vv);
+    }
+    *names = k;
+    *vals = vv;
+    *cap = ncap;
+    return SLM_OK;
+}
+
 NOINLINE static slm_status dict_set(rctx *c, jdict *d, jstr key, jv v) {
     size_t at;
     if (dict_find(d, key, &at)) {
         d->vals[at] = v;
         return SLM_OK;
     }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 4;
-        jstr *k = ralloc(c, cap * sizeof *k);
-        jv *vv = ralloc(c, cap * sizeof *vv);
-        if (!k || !vv) return oom(c);
-        if (d->n) {
-            memcpy(k, d->keys, d->n * sizeof *k);
-            memcpy(vv, d->vals, d->n * sizeof *vv);
-        }
-        d->keys = k;
-        d->vals = vv;
-        d->cap = cap;
-    }
+    if (d->n == d->cap) SLM_TRY(grow_pairs(c, &d->keys, &d->vals, d->n, &d->cap, 4));
     d->keys[d->n] = key;
     d->vals[d->n++] = v;
     return SLM_OK;
@@ -2466,19 +2472,7 @@ NOINLINE static slm_status frame_set(rctx *c, frame *f, jstr name, jv v) {
             f->vals[i] = v;
             return SLM_OK;
         }
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 8;
-        jstr *k = ralloc(c, cap * sizeof *k);
-        jv *vv = ralloc(c, cap * sizeof *vv);
-        if (!k || !vv) return oom(c);
-        if (f->n) {
-            memcpy(k, f->names, f->n * sizeof *k);
-            memcpy(vv, f->vals, f->n * sizeof *vv);
-        }
-        f->names = k;
-        f->vals = vv;
-        f->cap = cap;
-    }
+    if (f->n == f->cap) SLM_TRY(grow_pairs(c, &f->names, &f->vals, f->n, &f->cap, 8));
     f->names[f->n] = name;
     f->vals[f->n++] = v;
     return SLM_OK;
@@ -3965,7 +3959,7 @@ NOINLINE static slm_status apply_filter(rctx *c, const node *nd, int id, const j
         return SLM_OK;
     }
     default:
-        return rfail(c, nd, SLM_ERR_INTERNAL, "filter %d not implemented", id);
+        return rfail(c, nd, SLM_ERR_INTERNAL, "unknown filter id %d", id); /* unreachable */
     }
 }
 
