@@ -13,7 +13,12 @@
  * kernel go through dequantize_row + dot_f32 literally, which is identical by
  * construction. The block decoders also match the scalar reference decoders
  * bit for bit (same operations in the same order), though tests only require
- * closeness. */
+ * closeness.
+ *
+ * slm_matmul goes through avx2_matmul_rows: block types (q8_0, q4_0, q4_1,
+ * q5_0, q5_1, q4_k, q5_k, q6_k) take the 8-bit activation path below
+ * (int8_activations), for decode and prefill alike; float types use dot_row
+ * per row (decode) or a converted row tile dotted with every token. */
 #if defined(__x86_64__) || defined(__i386__)
 
 #if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
@@ -397,6 +402,365 @@ static block_dequant_fn block_dequant(uint32_t type) {
     }
 }
 
+/* ---- 8-bit activations (block types) ---------------------------------------
+ * The scheme of the avx512 provider's int8 path (see avx512.c), at 256 bits
+ * with vpmaddubsw + vpmaddwd instead of vpdpbusd, one 32-block per register.
+ * Each token's x is quantized once per matmul call into blocks of 32: codes
+ * c = round(x / d_x), d_x = max|x| / 127, stored as c + 128 (unsigned), with
+ * d_x and d_x * sum(c) over the block's 8 int32 lanes (each lane covers 4
+ * consecutive elements). A weight block is decoded to signed codes w, a
+ * per-lane scale s, a per-lane minimum m (zero but in lane 0) and, for codes
+ * that fit 6 bits (every type but q8_0), init = -128 * (each lane's code
+ * sum). The integer part of a (row, token, block) step is exactly each lane's
+ * sum(w * c):
+ *   q8_0:   madd(maddubs(|w|, sign(c, w)), 1)     (|w| <= 128, |c| <= 127)
+ *   others: madd(maddubs(c + 128, w), 1) + init   (|w| <= 63: no int16
+ *           saturation, 255 * 63 * 2 < 32768)
+ * then acc = fma(float(p), s * d_x, acc) [+ fma(m, d_x * sum(c))], one
+ * accumulator per (row, token), blocks in order, one fixed reduction: a token
+ * gets the same bits alone (decode, weights decoded in registers) as in any
+ * batch (prefill: 2 rows decoded once into L1, then 2 x 4 register tiles). */
+
+#define A2_XB 96  /* per token and block: 32 codes + 128, 8 lanes d_x, 8 lanes d_x * sum */
+#define A2_WB 128 /* per row and block: 32 codes, 8 lanes init, 8 lanes s, 8 lanes m */
+#define A2_ROWS 2
+#define A2_TOKS 4
+#define A2_MAX_GROUP 32
+
+static void a2_quantize(const float *x, int64_t n, uint8_t *out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < n / 32; b++, out += A2_XB) {
+        __m256 v[4], a = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
+            a = _mm256_max_ps(a, _mm256_andnot_ps(sign, v[k]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4), db = amax / 127.0f;
+        const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vi));
+        __m256i bytes =
+            _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        bytes = _mm256_permutevar8x32_epi32(bytes, order);
+        _mm256_storeu_si256((__m256i *)(void *)out,
+                            _mm256_xor_si256(bytes, _mm256_set1_epi8((char)0x80)));
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        const float ds = db * (float)_mm_cvtsi128_si32(s4);
+        _mm256_storeu_ps((float *)(void *)(out + 32), _mm256_set1_ps(db));
+        _mm256_storeu_ps((float *)(void *)(out + 64), _mm256_set1_ps(ds));
+    }
+}
+
+typedef struct a2_block {
+    __m256i w;
+    __m256 s, m;
+} a2_block;
+
+static inline size_t a2_block_bytes(uint32_t type) {
+    switch (type) {
+    case SLM_TYPE_Q8_0:
+        return 34;
+    case SLM_TYPE_Q4_0:
+        return 18;
+    case SLM_TYPE_Q5_0:
+        return 22;
+    case SLM_TYPE_Q4_1:
+        return 20;
+    case SLM_TYPE_Q5_1:
+        return 24;
+    case SLM_TYPE_Q4_K:
+        return 144;
+    case SLM_TYPE_Q5_K:
+        return 176;
+    default:
+        return 210; /* q6_k */
+    }
+}
+
+static inline __m256 lane0_ps(float v) {
+    return _mm256_setr_ps(v, 0, 0, 0, 0, 0, 0, 0);
+}
+
+/* Block b (of 32 elements) of a row. */
+static inline __attribute__((always_inline)) a2_block a2_decode(uint32_t type, const uint8_t *row,
+                                                                int64_t b) {
+    a2_block r;
+    r.m = _mm256_setzero_ps();
+    if (type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K) {
+        const uint8_t *blk = row + (size_t)(b / 8) * a2_block_bytes(type);
+        const int j = (int)(b % 8);
+        if (type == SLM_TYPE_Q6_K) {
+            const int h = j / 4, k = j % 4;
+            __m256i lo = bytes_shift_mask(blk + 64 * h + 32 * (k & 1), 4 * (k >> 1), 0x0f);
+            __m256i hi = _mm256_slli_epi16(bytes_shift_mask(blk + 128 + 32 * h, 2 * k, 0x03), 4);
+            r.w = _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32));
+            const float d = half_at(blk + 208);
+            const int8_t *sc = (const int8_t *)(blk + 192);
+            r.s = _mm256_blend_ps(_mm256_set1_ps(d * (float)sc[2 * j]),
+                                  _mm256_set1_ps(d * (float)sc[2 * j + 1]), 0xf0);
+            return r;
+        }
+        const uint8_t *sc = blk + 4;
+        int scale, min;
+        if (j < 4) {
+            scale = sc[j] & 63;
+            min = sc[j + 4] & 63;
+        } else {
+            scale = (sc[j + 4] & 15) | (sc[j - 4] >> 6) << 4;
+            min = (sc[j + 4] >> 4) | (sc[j] >> 6) << 4;
+        }
+        if (type == SLM_TYPE_Q4_K) {
+            r.w = bytes_shift_mask(blk + 16 + 32 * (j / 2), 4 * (j % 2), 0x0f);
+        } else {
+            __m256i lo = bytes_shift_mask(blk + 48 + 32 * (j / 2), 4 * (j % 2), 0x0f);
+            r.w = _mm256_or_si256(lo, _mm256_slli_epi16(bytes_shift_mask(blk + 16, j, 0x01), 4));
+        }
+        r.s = _mm256_set1_ps(half_at(blk) * (float)scale);
+        r.m = lane0_ps(-(half_at(blk + 2) * (float)min));
+        return r;
+    }
+    const uint8_t *blk = row + (size_t)b * a2_block_bytes(type);
+    r.s = _mm256_set1_ps(half_at(blk));
+    switch (type) {
+    case SLM_TYPE_Q8_0:
+        r.w = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+        break;
+    case SLM_TYPE_Q4_0:
+        r.w = _mm256_sub_epi8(nibbles_32(blk + 2), _mm256_set1_epi8(8));
+        break;
+    case SLM_TYPE_Q5_0:
+        r.w = _mm256_sub_epi8(_mm256_or_si256(nibbles_32(blk + 6), bits_32(blk + 2, 0x10)),
+                              _mm256_set1_epi8(16));
+        break;
+    case SLM_TYPE_Q4_1:
+        r.w = nibbles_32(blk + 4);
+        r.m = lane0_ps(half_at(blk + 2));
+        break;
+    default: /* q5_1 */
+        r.w = _mm256_or_si256(nibbles_32(blk + 8), bits_32(blk + 4, 0x10));
+        r.m = lane0_ps(half_at(blk + 2));
+        break;
+    }
+    return r;
+}
+
+static inline int a2_has_min(uint32_t type) {
+    return type == SLM_TYPE_Q4_1 || type == SLM_TYPE_Q5_1 || type == SLM_TYPE_Q4_K ||
+           type == SLM_TYPE_Q5_K;
+}
+
+static inline __m256i a2_init(__m256i w) {
+    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8((char)0x80), w),
+                                  _mm256_set1_epi16(1));
+    return _mm256_sub_epi32(_mm256_setzero_si256(), p);
+}
+
+/* Each lane's sum(w * c); xu = c + 128. */
+static inline __m256i a2_int(int q8, __m256i w, __m256i init, __m256i xu) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (q8) {
+        __m256i c = _mm256_xor_si256(xu, _mm256_set1_epi8((char)0x80));
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(c, w)),
+                                 ones);
+    }
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(xu, w), ones), init);
+}
+
+#define A2_STEP(ACC, P, S, DX, M, DXS, HM)                                                         \
+    do {                                                                                           \
+        (ACC) = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P), _mm256_mul_ps((S), (DX)), (ACC));           \
+        if (HM) (ACC) = _mm256_fmadd_ps((M), (DXS), (ACC));                                        \
+    } while (0)
+
+static inline __attribute__((always_inline)) float a2_dot_row(uint32_t type, const uint8_t *row,
+                                                              const uint8_t *xq, int64_t n) {
+    const int q8 = type == SLM_TYPE_Q8_0, hm = a2_has_min(type);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++, xq += A2_XB) {
+        a2_block k = a2_decode(type, row, b);
+        __m256i xu = _mm256_loadu_si256((const __m256i *)(const void *)xq);
+        __m256 dx = _mm256_loadu_ps((const float *)(const void *)(xq + 32));
+        __m256 dxs = hm ? _mm256_loadu_ps((const float *)(const void *)(xq + 64)) : dx;
+        __m256i p = a2_int(q8, k.w, q8 ? k.w : a2_init(k.w), xu);
+        A2_STEP(acc, p, k.s, dx, k.m, dxs, hm);
+    }
+    return hsum8(acc);
+}
+
+static inline __attribute__((always_inline)) void a2_pack(uint32_t type, const uint8_t *row,
+                                                          int64_t n, uint8_t *out) {
+    const int q8 = type == SLM_TYPE_Q8_0;
+    for (int64_t b = 0; b < n / 32; b++, out += A2_WB) {
+        a2_block k = a2_decode(type, row, b);
+        _mm256_storeu_si256((__m256i *)(void *)out, k.w);
+        _mm256_storeu_si256((__m256i *)(void *)(out + 32),
+                            q8 ? _mm256_setzero_si256() : a2_init(k.w));
+        _mm256_storeu_ps((float *)(void *)(out + 64), k.s);
+        _mm256_storeu_ps((float *)(void *)(out + 96), k.m);
+    }
+}
+
+/* out[r * T + t] for R packed rows and T packed tokens over nb blocks. */
+static inline __attribute__((always_inline)) void a2_tile(const uint8_t *wp, size_t w_row,
+                                                          const uint8_t *xp, size_t x_tok,
+                                                          int64_t nb, float *out, const int R,
+                                                          const int T, const int Q8, const int HM) {
+    __m256 acc[A2_ROWS][A2_TOKS];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, wp += A2_WB, xp += A2_XB) {
+        __m256i xu[A2_TOKS];
+        for (int t = 0; t < T; t++)
+            xu[t] = _mm256_loadu_si256((const __m256i *)(const void *)(xp + (size_t)t * x_tok));
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wq = wp + (size_t)r * w_row;
+            __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)wq);
+            __m256i init = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32));
+            __m256 s = _mm256_loadu_ps((const float *)(const void *)(wq + 64));
+            __m256 m = _mm256_loadu_ps((const float *)(const void *)(wq + 96));
+            for (int t = 0; t < T; t++) {
+                const float *xf = (const float *)(const void *)(xp + (size_t)t * x_tok + 32);
+                __m256i p = a2_int(Q8, w, init, xu[t]);
+                A2_STEP(acc[r][t], p, s, _mm256_loadu_ps(xf), m, _mm256_loadu_ps(xf + 8), HM);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[r * T + t] = hsum8(acc[r][t]);
+}
+
+typedef void (*a2_tile_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,
+                           int64_t nb, float *out);
+#define A2_TILE(R, T)                                                                              \
+    static void a2_tile_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,              \
+                                  size_t x_tok, int64_t nb, float *out) {                          \
+        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 0, 0);                                        \
+    }                                                                                              \
+    static void a2_tile8_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,             \
+                                   size_t x_tok, int64_t nb, float *out) {                         \
+        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 1, 0);                                        \
+    }                                                                                              \
+    static void a2_tilem_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,             \
+                                   size_t x_tok, int64_t nb, float *out) {                         \
+        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 0, 1);                                        \
+    }
+A2_TILE(1, 1)
+A2_TILE(1, 2)
+A2_TILE(1, 3)
+A2_TILE(1, 4)
+A2_TILE(2, 1)
+A2_TILE(2, 2)
+A2_TILE(2, 3)
+A2_TILE(2, 4)
+#undef A2_TILE
+
+/* [mode: 0 plain, 1 q8_0, 2 minimums][rows - 1][tokens - 1] */
+static const a2_tile_fn A2_TILES[3][A2_ROWS][A2_TOKS] = {
+    {{a2_tile_1x1, a2_tile_1x2, a2_tile_1x3, a2_tile_1x4},
+     {a2_tile_2x1, a2_tile_2x2, a2_tile_2x3, a2_tile_2x4}},
+    {{a2_tile8_1x1, a2_tile8_1x2, a2_tile8_1x3, a2_tile8_1x4},
+     {a2_tile8_2x1, a2_tile8_2x2, a2_tile8_2x3, a2_tile8_2x4}},
+    {{a2_tilem_1x1, a2_tilem_1x2, a2_tilem_1x3, a2_tilem_1x4},
+     {a2_tilem_2x1, a2_tilem_2x2, a2_tilem_2x3, a2_tilem_2x4}},
+};
+
+typedef void (*a2_rows_fn)(const uint8_t *data, size_t row_bytes, int64_t r0, int64_t r1, int64_t n,
+                           const uint8_t *xq, float *y);
+typedef void (*a2_pack_fn)(const uint8_t *row, int64_t n, uint8_t *out);
+#define A2_TYPE(NAME, TYPE)                                                                        \
+    static void a2_rows_##NAME(const uint8_t *data, size_t row_bytes, int64_t r0, int64_t r1,      \
+                               int64_t n, const uint8_t *xq, float *y) {                           \
+        const uint8_t *row = data + (size_t)r0 * row_bytes;                                        \
+        for (int64_t r = r0; r < r1; r++, row += row_bytes) y[r] = a2_dot_row(TYPE, row, xq, n);   \
+    }                                                                                              \
+    static void a2_pack_##NAME(const uint8_t *row, int64_t n, uint8_t *out) {                      \
+        a2_pack(TYPE, row, n, out);                                                                \
+    }
+A2_TYPE(q8_0, SLM_TYPE_Q8_0)
+A2_TYPE(q4_0, SLM_TYPE_Q4_0)
+A2_TYPE(q4_1, SLM_TYPE_Q4_1)
+A2_TYPE(q5_0, SLM_TYPE_Q5_0)
+A2_TYPE(q5_1, SLM_TYPE_Q5_1)
+A2_TYPE(q4_k, SLM_TYPE_Q4_K)
+A2_TYPE(q5_k, SLM_TYPE_Q5_K)
+A2_TYPE(q6_k, SLM_TYPE_Q6_K)
+#undef A2_TYPE
+
+/* The decode and packing kernels of `type`; 0 for types without an 8-bit path. */
+static int a2_kernels(uint32_t type, a2_rows_fn *rows, a2_pack_fn *pack) {
+#define A2_CASE(NAME, TYPE)                                                                        \
+    case TYPE:                                                                                     \
+        *rows = a2_rows_##NAME;                                                                    \
+        *pack = a2_pack_##NAME;                                                                    \
+        return 1;
+    switch (type) {
+        A2_CASE(q8_0, SLM_TYPE_Q8_0)
+        A2_CASE(q4_0, SLM_TYPE_Q4_0)
+        A2_CASE(q4_1, SLM_TYPE_Q4_1)
+        A2_CASE(q5_0, SLM_TYPE_Q5_0)
+        A2_CASE(q5_1, SLM_TYPE_Q5_1)
+        A2_CASE(q4_k, SLM_TYPE_Q4_K)
+        A2_CASE(q5_k, SLM_TYPE_Q5_K)
+        A2_CASE(q6_k, SLM_TYPE_Q6_K)
+    default:
+        return 0;
+    }
+#undef A2_CASE
+}
+
+static int avx2_x8_type(uint32_t type) {
+    a2_rows_fn rows;
+    a2_pack_fn pack;
+    return a2_kernels(type, &rows, &pack);
+}
+
+static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
+                           int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                           float *scratch) {
+    a2_rows_fn rows;
+    a2_pack_fn pack;
+    a2_kernels(W->type, &rows, &pack);
+    const int64_t n = W->n_cols, nb = n / 32;
+    const size_t w_row = (size_t)nb * A2_WB, x_tok = (size_t)nb * A2_XB;
+    uint8_t *xq = (uint8_t *)scratch;
+    if (n_tok == 1) {
+        a2_quantize(X, n, xq);
+        rows(W->data, W->row_bytes, r0, r1, n, xq, Y);
+        return;
+    }
+    const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
+    int64_t group = (int64_t)((have - A2_ROWS * w_row) / x_tok);
+    if (group > A2_MAX_GROUP) group = A2_MAX_GROUP;
+    if (group > A2_TOKS) group -= group % A2_TOKS; /* whole register tiles */
+    uint8_t *wq = xq + (size_t)group * x_tok;
+    const int mode = W->type == SLM_TYPE_Q8_0 ? 1 : a2_has_min(W->type) ? 2 : 0;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
+        const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
+        for (int64_t j = 0; j < g; j++)
+            a2_quantize(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok);
+        for (int64_t rb = r0; rb < r1; rb += A2_ROWS) {
+            const int nr = (int)(r1 - rb < A2_ROWS ? r1 - rb : A2_ROWS);
+            for (int k = 0; k < nr; k++)
+                pack(W->data + (size_t)(rb + k) * W->row_bytes, n, wq + (size_t)k * w_row);
+            for (int64_t j = 0; j < g; j += A2_TOKS) {
+                const int nt = (int)(g - j < A2_TOKS ? g - j : A2_TOKS);
+                float out[A2_ROWS * A2_TOKS];
+                A2_TILES[mode][nr - 1][nt - 1](wq, w_row, xq + (size_t)j * x_tok, x_tok, nb, out);
+                for (int k = 0; k < nr; k++)
+                    for (int a = 0; a < nt; a++)
+                        Y[(t0 + j + a) * y_stride + rb + k] = out[k * nt + a];
+            }
+        }
+    }
+}
+
 /* ---- provider entry points ------------------------------------------------ */
 
 static void avx2_axpy_f32(float *y, float a, const float *x, int64_t n) {
@@ -442,6 +806,149 @@ static float avx2_dot_row(uint32_t type, const void *row, const float *x, int64_
     }
 }
 
+/* ---- forward-pass vector ops (see kernels.h) ------------------------------ */
+
+/* exp(x) for 8 lanes: x = k ln2 + r, a degree-6 polynomial for e^r (relative
+ * error about 2e-7), times 2^k built in the exponent bits. x is clamped to
+ * [-87.3, 88.3] so that 2^k stays a normal float: results below e^-87.3
+ * come out as about 1e-38 instead of smaller, which no caller can tell. */
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428606765330187045e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static void avx2_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    __m256d s = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+        s = _mm256_fmadd_pd(v, v, s);
+    }
+    __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    double ss = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    const float sc = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    const __m256 vs = _mm256_set1_ps(sc);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs),
+                                                _mm256_loadu_ps(w + i)));
+    for (; i < n; i++) out[i] = x[i] * sc * w[i];
+}
+
+static void avx2_swiglu(float *g, const float *u, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        _mm256_storeu_ps(
+            g + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void avx2_attend(const float *q, const float *k, const float *v, int64_t kv_stride,
+                        int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
+    float mx = -INFINITY;
+    for (int32_t p = 0; p < n_pos; p++) {
+        att[p] = avx2_dot_f32(q, k + (size_t)p * (size_t)kv_stride, hd) * scale;
+        if (att[p] > mx) mx = att[p];
+    }
+    const __m256 vmax = _mm256_set1_ps(mx);
+    __m256 vsum = _mm256_setzero_ps();
+    int32_t p = 0;
+    for (; p + 8 <= n_pos; p += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(att + p), vmax));
+        vsum = _mm256_add_ps(vsum, e);
+        _mm256_storeu_ps(att + p, e);
+    }
+    float sum = hsum8(vsum);
+    for (; p < n_pos; p++) sum += att[p] = expf(att[p] - mx);
+    const float inv = 1.0f / sum;
+    for (p = 0; p < n_pos; p++) att[p] *= inv;
+    int32_t c = 0;
+    for (; c + 32 <= hd; c += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (p = 0; p < n_pos; p++) {
+            const float *vp = v + (size_t)p * (size_t)kv_stride + c;
+            __m256 w = _mm256_set1_ps(att[p]);
+            a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp), a0);
+            a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 8), a1);
+            a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 16), a2);
+            a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 24), a3);
+        }
+        _mm256_storeu_ps(out + c, a0);
+        _mm256_storeu_ps(out + c + 8, a1);
+        _mm256_storeu_ps(out + c + 16, a2);
+        _mm256_storeu_ps(out + c + 24, a3);
+    }
+    for (; c + 8 <= hd; c += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (p = 0; p < n_pos; p++)
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(att[p]),
+                                 _mm256_loadu_ps(v + (size_t)p * (size_t)kv_stride + c), a0);
+        _mm256_storeu_ps(out + c, a0);
+    }
+    for (; c < hd; c++) {
+        float a = 0.0f;
+        for (p = 0; p < n_pos; p++) a += att[p] * v[(size_t)p * (size_t)kv_stride + c];
+        out[c] = a;
+    }
+}
+
+/* Rows of W dequantized at once in the float batched path (what
+ * slm_matmul_scratch_floats sizes the scratch for). */
+#define AVX2_ROW_TILE 8
+
+/* Block types take the 8-bit path; float types are dotted row by row
+ * (decode) or a tile of rows converted once and dotted with every token
+ * (prefill) -- dot_f32 of the converted row is dot_row's bits. */
+static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
+                             int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                             float *scratch) {
+    if (avx2_x8_type(W->type)) {
+        matmul_rows_x8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
+        return;
+    }
+    const int64_t n = W->n_cols;
+    if (n_tok == 1) {
+        const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
+        for (int64_t r = r0; r < r1; r++, row += W->row_bytes)
+            Y[r] = avx2_dot_row(W->type, row, X, n, scratch);
+        return;
+    }
+    const size_t stride = ((size_t)n + 15) & ~(size_t)15;
+    const float *rows[AVX2_ROW_TILE];
+    for (int64_t rb = r0; rb < r1; rb += AVX2_ROW_TILE) {
+        int nr = (int)(r1 - rb < AVX2_ROW_TILE ? r1 - rb : AVX2_ROW_TILE);
+        for (int k = 0; k < nr; k++) {
+            const uint8_t *src = W->data + (size_t)(rb + k) * W->row_bytes;
+            if (W->type == SLM_TYPE_F32) {
+                rows[k] = (const float *)(const void *)src;
+            } else {
+                avx2_dequantize_row(W->type, src, scratch + (size_t)k * stride, n);
+                rows[k] = scratch + (size_t)k * stride;
+            }
+        }
+        for (int64_t t = 0; t < n_tok; t++)
+            for (int k = 0; k < nr; k++)
+                Y[t * y_stride + rb + k] = avx2_dot_f32(rows[k], X + t * x_stride, n);
+    }
+}
+
 const slm_provider slm_provider_avx2 = {
     .name = "avx2",
     .available = avx2_available,
@@ -449,6 +956,11 @@ const slm_provider slm_provider_avx2 = {
     .dot_f32 = avx2_dot_f32,
     .axpy_f32 = avx2_axpy_f32,
     .dequantize_row = avx2_dequantize_row,
+    .matmul_rows = avx2_matmul_rows,
+    .int8_activations = avx2_x8_type,
+    .rmsnorm = avx2_rmsnorm,
+    .swiglu = avx2_swiglu,
+    .attend = avx2_attend,
 };
 
 #else

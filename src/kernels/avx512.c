@@ -1,11 +1,11 @@
 /* Provider "avx512": x86 with AVX-512 F/BW/VL/DQ (compiled with those flags
  * only in this file; chosen at run time when the CPU and the OS have them).
  *
- * One accumulation shape for every dot product here, the "tile" shape: per
- * (row, token) pair four 16-lane FMA accumulators, 16-element chunk c going
- * into accumulator c % 4, the last n % 16 elements as one masked (zero
- * filled) chunk in the next accumulator in turn, then ((a0 + a1) + (a2 + a3))
- * and one horizontal sum. The tile kernels below compute R rows x T tokens
+ * One accumulation shape for every f32 dot product here, the "tile" shape:
+ * per (row, token) pair two 16-lane FMA accumulators, 16-element chunk c
+ * going into accumulator c % 2, the last n % 16 elements as one masked (zero
+ * filled) chunk in the next accumulator in turn, then (a0 + a1) and one
+ * horizontal sum. The tile kernels below compute R rows x T tokens
  * at once with exactly that shape for each pair, so:
  *  - dot_row(row, x) == dot_f32(dequantize_row(row), x) for every type, bit
  *    for bit (f16/bf16/f32 rows are converted exactly; block types are
@@ -16,10 +16,12 @@
  * Decode (one token): rows are dotted one at a time straight from their
  * stored type (f16/bf16 converted in registers); block types dequantize into
  * L1 scratch, then dot. Decode is bound by memory bandwidth here, so the
- * win is 512-bit loads with fewer instructions per byte. Prefill (a batch):
- * a tile of 8 rows is dequantized to f32 once, then 2-row x 3-token register
- * tiles (24 accumulators) over 512-column blocks that stay in L1, so each
- * loaded vector feeds several products instead of one. */
+ * win is 512-bit loads with fewer instructions per byte (two accumulator
+ * chains are enough to keep up with it). Prefill (a batch): a tile of 8 rows
+ * is dequantized to f32 once, then 4-row x 3-token register tiles (24
+ * accumulators) over 512-column blocks that stay in L1, so each loaded
+ * weight vector feeds 3 tokens and each activation vector 4 rows. Block
+ * types with VNNI take the int8 path described further down instead. */
 #if defined(__x86_64__)
 
 #if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__)
@@ -28,6 +30,7 @@
 
 #include <cpuid.h>
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -88,18 +91,18 @@ static inline __m512 ld_bf16_m(const uint16_t *p, __mmask16 m) {
 
 /* ---- the tile kernel --------------------------------------------------------
  * out[r * T + t] = dot(w[r], x[t]) over n elements, in the shape described at
- * the top. R and T are constants, so the accumulators live in registers
- * (R * T * 4 of them: at most 24 of the 32). */
+ * the top (two accumulators per pair). R and T are constants, so the
+ * accumulators live in registers. */
 #define AVX512_TILE(NAME, WT, LD, LD_M, R, T)                                                      \
     static void NAME(const WT *const *w, const float *const *x, int64_t n, float *out) {           \
-        __m512 acc[R][T][4];                                                                       \
+        __m512 acc[R][T][2];                                                                       \
         _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++)                                     \
             _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++)                                 \
-                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) acc[r][t][k] =                 \
+                _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) acc[r][t][k] =                 \
                     _mm512_setzero_ps();                                                           \
         int64_t i = 0;                                                                             \
-        for (; i + 64 <= n; i += 64) {                                                             \
-            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                  \
+        for (; i + 32 <= n; i += 32) {                                                             \
+            _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) {                                  \
                 __m512 xv[T];                                                                      \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                     \
                     _mm512_loadu_ps(x[t] + i + 16 * k);                                            \
@@ -110,8 +113,8 @@ static inline __m512 ld_bf16_m(const uint16_t *p, __mmask16 m) {
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        /* up to three whole chunks, then the masked tail, in accumulator order */                 \
-        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                      \
+        /* up to one whole chunk, then the masked tail, in accumulator order */                    \
+        _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) {                                      \
             if (i >= n) break;                                                                     \
             int64_t left = n - i;                                                                  \
             __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);         \
@@ -126,11 +129,8 @@ static inline __m512 ld_bf16_m(const uint16_t *p, __mmask16 m) {
             i += left >= 16 ? 16 : left;                                                           \
         }                                                                                          \
         _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++)                                     \
-            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) {                               \
-            __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]),                    \
-                                     _mm512_add_ps(acc[r][t][2], acc[r][t][3]));                   \
-            out[r * (T) + t] = _mm512_reduce_add_ps(s);                                            \
-        }                                                                                          \
+            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) out[r * (T) + t] =              \
+                _mm512_reduce_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]));                   \
     }
 
 /* Decode: one row, one token, the row in its stored type. */
@@ -142,20 +142,21 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
  * The same shape over columns [i0, i1) only, with the accumulators kept in
  * `st` between calls (storing and reloading a vector does not change it), so
  * that a row block x token block x column block stays in L1. i0 is a multiple
- * of 64 and so is i1 unless i1 == n: chunk c still lands in accumulator c % 4,
+ * of 32 and so is i1 unless i1 == n (i0 == 0 starts from zero, not st):
+ * chunk c still lands in accumulator c % 2,
  * and the masked tail comes last, so each (row, token) gets dot_f32's bits.
  * When i1 == n the sums are written to out[r * T + t]. */
 #define AVX512_GEMM(NAME, R, T)                                                                    \
     static void NAME(const float *const *w, const float *const *x, int64_t i0, int64_t i1,         \
                      int64_t n, __m512 *st, float *out) {                                          \
-        __m512 acc[R][T][4];                                                                       \
+        __m512 acc[R][T][2];                                                                       \
         _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++)                                     \
             _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++)                                 \
-                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) acc[r][t][k] =                 \
-                    st[(r * (T) + t) * 4 + k];                                                     \
+                _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) acc[r][t][k] =                 \
+                    i0 == 0 ? _mm512_setzero_ps() : st[(r * (T) + t) * 2 + k];                     \
         int64_t i = i0;                                                                            \
-        for (; i + 64 <= i1; i += 64) {                                                            \
-            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                  \
+        for (; i + 32 <= i1; i += 32) {                                                            \
+            _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) {                                  \
                 __m512 xv[T];                                                                      \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                     \
                     _mm512_loadu_ps(x[t] + i + 16 * k);                                            \
@@ -169,11 +170,11 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
         if (i1 < n) {                                                                              \
             _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++)                                 \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++)                             \
-                    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                            \
-                        st[(r * (T) + t) * 4 + k] = acc[r][t][k];                                  \
+                    _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++)                            \
+                        st[(r * (T) + t) * 2 + k] = acc[r][t][k];                                  \
             return;                                                                                \
         }                                                                                          \
-        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                      \
+        _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) {                                      \
             if (i >= n) break;                                                                     \
             int64_t left = n - i;                                                                  \
             __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);         \
@@ -188,89 +189,65 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
             i += left >= 16 ? 16 : left;                                                           \
         }                                                                                          \
         _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++)                                     \
-            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) {                               \
-            __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]),                    \
-                                     _mm512_add_ps(acc[r][t][2], acc[r][t][3]));                   \
-            out[r * (T) + t] = _mm512_reduce_add_ps(s);                                            \
-        }                                                                                          \
+            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) out[r * (T) + t] =              \
+                _mm512_reduce_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]));                   \
     }
 
-AVX512_GEMM(gemm_2x3, 2, 3)
-AVX512_GEMM(gemm_2x2, 2, 2)
-AVX512_GEMM(gemm_2x1, 2, 1)
-AVX512_GEMM(gemm_1x3, 1, 3)
-AVX512_GEMM(gemm_1x2, 1, 2)
-AVX512_GEMM(gemm_1x1, 1, 1)
+#define AVX512_GEMM_ROW(R)                                                                         \
+    AVX512_GEMM(gemm_##R##x1, R, 1) AVX512_GEMM(gemm_##R##x2, R, 2) AVX512_GEMM(gemm_##R##x3, R, 3)
+AVX512_GEMM_ROW(1)
+AVX512_GEMM_ROW(2)
+AVX512_GEMM_ROW(3)
+AVX512_GEMM_ROW(4)
+#undef AVX512_GEMM_ROW
 
 typedef void (*gemm_fn)(const float *const *w, const float *const *x, int64_t i0, int64_t i1,
                         int64_t n, __m512 *st, float *out);
 /* [rows - 1][tokens - 1] */
-static const gemm_fn GEMM[2][3] = {{gemm_1x1, gemm_1x2, gemm_1x3}, {gemm_2x1, gemm_2x2, gemm_2x3}};
+static const gemm_fn GEMM[4][3] = {{gemm_1x1, gemm_1x2, gemm_1x3},
+                                   {gemm_2x1, gemm_2x2, gemm_2x3},
+                                   {gemm_3x1, gemm_3x2, gemm_3x3},
+                                   {gemm_4x1, gemm_4x2, gemm_4x3}};
 
-/* Columns per block: a multiple of 64 (see AVX512_GEMM). 8 rows and 3 tokens
+/* Columns per block: a multiple of 32 (see AVX512_GEMM). 8 rows and 3 tokens
  * of 512 floats are 22 KiB, inside a 32-48 KiB L1. */
 #define AVX512_COL_BLOCK 512
 
-/* ---- 8-bit activations (decode and prefill of block types) --------------------
+/* ---- 8-bit activations: an int8 GEMM for block types (needs VNNI) ----------
  * Each token's x is quantized once per matmul call (per thread: each thread
  * quantizes the same x the same way, so the result does not depend on the
- * thread count) into blocks of 32: int8 codes q = round(x / d) with
- * d = max|x| / 127, the scale d and the sum of the codes. A weight block
- * then costs one vpdpbusd (unsigned weight codes x signed activation codes,
- * 32 products) instead of 32 conversions and 4 FMAs. The weight offsets
- * (q - 8 in q4_0, q - 16 in q5_0) are taken out with the code sum, in integers
- * where the scale is shared (exact), else as one float term per block.
- * Results differ from the f32 path by the activation rounding: at most
- * sum_blocks(d_x / 2 * sum|w|). A token gets the same bits alone as in a
- * batch: the same quantization and the same per-block order. */
+ * thread count) into blocks of 32: int8 codes c = round(x / d_x) with
+ * d_x = max|x| / 127. Everything then works on pairs of 32-blocks, 64
+ * elements, one 512-bit register:
+ *  - activations are stored as unsigned bytes c + 128 (vpdpbusd's unsigned
+ *    operand), with d_x and d_x * sum(c) spread over the 16 int32 lanes (lanes
+ *    0-7 cover the first block, 8-15 the second; each lane covers 4
+ *    consecutive elements);
+ *  - a weight pair is decoded to signed int8 codes w (offsets such as q4_0's
+ *    8 already taken out), plus init = -128 * (sum of each lane's 4 codes),
+ *    a per-lane weight scale s (d, d * sub-block scale, or d * 16-element
+ *    scale for q6_k) and a per-lane minimum m (q4_1, q5_1, q4_k, q5_k; zero
+ *    but in lanes 0 and 8).
+ * One (row, token, pair) step is then, lane by lane:
+ *    acc = fma(float(dpbusd(init, x + 128, w)), s * d_x, acc)
+ *          [ then acc = fma(m, d_x * sum(c), acc) for types with minimums ]
+ * where the integer part is exactly sum(w * c) over the lane's 4 elements.
+ * One accumulator per (row, token), pairs in order, one horizontal sum at the
+ * end: a token gets the same bits alone (decode: the weights decoded in
+ * registers, matvec_x8) as in any batch (prefill: matmul_x8, which decodes
+ * a tile of 4 rows once into L1 and runs 4 rows x 4 tokens register tiles
+ * over it, so every weight pair loaded feeds 4 tokens and every activation
+ * pair 4 rows), whatever the split of rows between threads. Results differ
+ * from the f32 path by the activation rounding: at most
+ * sum_blocks(d_x / 2 * sum|w|). */
 
-typedef struct x8_view {
-    const int8_t *q;
-    const float *d;
-    const int32_t *s;
-} x8_view;
-
-/* Bytes of one token's quantized x (n a multiple of 32), kept a multiple of
- * 64 so that consecutive tokens stay aligned. */
-static size_t x8_bytes(int64_t n) {
-    size_t b = (size_t)n + (size_t)(n / 32) * (sizeof(float) + sizeof(int32_t));
-    return (b + 63) & ~(size_t)63;
-}
-
-static x8_view x8_at(uint8_t *base, int64_t n) {
-    x8_view v = {(const int8_t *)base, (const float *)(void *)(base + n),
-                 (const int32_t *)(void *)(base + n + (n / 32) * 4)};
-    return v;
-}
-
-static void quantize_x8(const float *x, int64_t n, uint8_t *out) {
-    int8_t *q = (int8_t *)out;
-    float *d = (float *)(void *)(out + n);
-    int32_t *sum = (int32_t *)(void *)(out + n + (n / 32) * 4);
-    const __m512 sign = _mm512_set1_ps(-0.0f);
-    for (int64_t b = 0; b < n / 32; b++) {
-        __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
-        __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
-        float amax = _mm512_reduce_max_ps(a);
-        float db = amax / 127.0f;
-        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        __m512 vi = _mm512_set1_ps(inv);
-        /* round to nearest even (the default MXCSR mode), |code| <= 127 */
-        __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vi));
-        __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vi));
-        _mm_storeu_si128((__m128i *)(q + 32 * b), _mm512_cvtepi32_epi8(i0));
-        _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm512_cvtepi32_epi8(i1));
-        d[b] = db;
-        sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
-    }
-}
-
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+/* One token's pair: 64 bytes of codes + 128, 16 lanes of d_x, 16 of d_x * sum(c). */
+#define XP_BYTES 192
+/* One row's pair: 64 signed codes, 16 int32 lanes of init, 16 of s, 16 of m. */
+#define WP_BYTES 256
+/* Rows decoded at once, and tokens per register tile. */
+#define X8_ROWS 4
+#define X8_TOKS 4
 
 static inline float half_to_f32(const uint8_t *p) {
     uint16_t h;
@@ -278,10 +255,66 @@ static inline float half_to_f32(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
+/* x (n a multiple of 32) into ceil(n / 64) pairs; a missing second block of
+ * the last pair is all zero codes with zero scales. */
+static void quantize_xp(const float *x, int64_t n, uint8_t *out) {
+    const int64_t nb = n / 32, np = (nb + 1) / 2;
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    for (int64_t p = 0; p < np; p++) {
+        uint8_t *o = out + p * XP_BYTES;
+        float *dx = (float *)(void *)(o + 64), *dxs = dx + 16;
+        for (int h = 0; h < 2; h++) {
+            const int64_t b = 2 * p + h;
+            float db = 0.0f, ds = 0.0f;
+            if (b < nb) {
+                __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+                __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
+                float amax = _mm512_reduce_max_ps(a);
+                db = amax / 127.0f;
+                __m512 vi = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+                /* round to nearest even (the default MXCSR mode), |code| <= 127 */
+                __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vi));
+                __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vi));
+                _mm_storeu_si128((__m128i *)(void *)(o + 32 * h),
+                                 _mm_xor_si128(_mm512_cvtepi32_epi8(i0), flip));
+                _mm_storeu_si128((__m128i *)(void *)(o + 32 * h + 16),
+                                 _mm_xor_si128(_mm512_cvtepi32_epi8(i1), flip));
+                ds = db * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+            } else {
+                memset(o + 32 * h, 0x80, 32);
+            }
+            for (int k = 0; k < 8; k++) {
+                dx[8 * h + k] = db;
+                dxs[8 * h + k] = ds;
+            }
+        }
+    }
+}
+
+/* ---- weight pairs ---- */
+
+typedef struct wpair {
+    __m512i w; /* signed codes */
+    __m512 s;  /* per-lane scale */
+    __m512 m;  /* per-lane minimum (types with minimums) */
+} wpair;
+
+static inline __m512 halves_ps(float a, float b) {
+    return _mm512_mask_blend_ps((__mmask16)0xff00, _mm512_set1_ps(a), _mm512_set1_ps(b));
+}
+static inline __m512i join256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+static inline __m512i pair_init(__m512i w) {
+    const __m512i z = _mm512_setzero_si512();
+    return _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, _mm512_set1_epi8((char)0x80), w));
+}
+
 /* 16 bytes of 4-bit codes -> 32 unsigned bytes (low nibbles are elements
  * 0..15, high nibbles 16..31, llama.cpp's legacy layout). */
 static inline __m256i nib32(const uint8_t *qs) {
-    __m128i b = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0f);
+    __m128i b = _mm_loadu_si128((const __m128i *)(const void *)qs), m = _mm_set1_epi8(0x0f);
     __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
     return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
 }
@@ -293,42 +326,7 @@ static inline __m256i bit4_32(const uint8_t *p) {
     return _mm256_maskz_set1_epi8((__mmask32)bits, 0x10);
 }
 
-/* One weight block decoded for the integer dot: unsigned codes w (or |w|
- * for q8_0, whose codes are signed), the scale, the offset subtracted from
- * every code (8 for q4_0, 16 for q5_0) and the block minimum (q4_1, q5_1). */
-typedef struct wblock {
-    __m256i w;
-    float d, m;
-    int32_t off;
-} wblock;
-
-static inline wblock decode_block(uint32_t type, const uint8_t *blk) {
-    wblock k = {_mm256_setzero_si256(), half_to_f32(blk), 0.0f, 0};
-    switch (type) {
-    case SLM_TYPE_Q8_0:
-        k.w = _mm256_loadu_si256((const __m256i *)(blk + 2));
-        break;
-    case SLM_TYPE_Q4_0:
-        k.w = nib32(blk + 2);
-        k.off = 8;
-        break;
-    case SLM_TYPE_Q5_0:
-        k.w = _mm256_or_si256(nib32(blk + 6), bit4_32(blk + 2));
-        k.off = 16;
-        break;
-    case SLM_TYPE_Q4_1:
-        k.w = nib32(blk + 4);
-        k.m = half_to_f32(blk + 2);
-        break;
-    default: /* SLM_TYPE_Q5_1 */
-        k.w = _mm256_or_si256(nib32(blk + 8), bit4_32(blk + 4));
-        k.m = half_to_f32(blk + 2);
-        break;
-    }
-    return k;
-}
-
-static size_t block_bytes(uint32_t type) {
+static inline size_t legacy_block_bytes(uint32_t type) {
     switch (type) {
     case SLM_TYPE_Q8_0:
         return 34;
@@ -343,240 +341,374 @@ static size_t block_bytes(uint32_t type) {
     }
 }
 
-/* out[t] = row . x8[t] for NT tokens (1..4), decoding each weight block
- * once for all of them. Block b of token t goes into accumulator b % 4 of
- * that token whatever NT is, so a token gets the same bits in any batch. */
-static inline __attribute__((always_inline)) void
-dot_x8_n(uint32_t type, const uint8_t *blk, const x8_view *x, int64_t n, float *out, const int NT) {
-    const int64_t nb = n / 32;
-    const size_t bb = block_bytes(type);
-    const int q8 = type == SLM_TYPE_Q8_0;
-    const int has_m = type == SLM_TYPE_Q4_1 || type == SLM_TYPE_Q5_1;
-    const __m256i zero = _mm256_setzero_si256();
-    __m256 acc[4][4];
-    float corr[4] = {0, 0, 0, 0}; /* q4_1/q5_1: sum of m * d_x * code sums, in block order */
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
-        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) acc[t][k] = _mm256_setzero_ps();
-    int64_t b = 0;
-#define SLM_X8_BLOCK(K)                                                                            \
-    do {                                                                                           \
-        wblock wb = decode_block(type, blk);                                                       \
-        __m256i wu = q8 ? _mm256_abs_epi8(wb.w) : wb.w;                                            \
-        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {                                     \
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(x[t].q + 32 * b));                   \
-            if (q8) xv = _mm256_sign_epi8(xv, wb.w); /* |w| . sign(x, w) = w . x */                \
-            __m256i p = _mm256_dpbusd_epi32(zero, wu, xv);                                         \
-            /* (q - off) . x = q . x - off * sum(x): exact, in lane 0 */                           \
-            if (wb.off != 0)                                                                       \
-                p = _mm256_sub_epi32(                                                              \
-                    p, _mm256_castsi128_si256(_mm_cvtsi32_si128(wb.off * x[t].s[b])));             \
-            acc[t][K] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(wb.d * x[t].d[b]),   \
-                                        acc[t][K]);                                                \
-            if (has_m) corr[t] += wb.m * x[t].d[b] * (float)x[t].s[b];                             \
-        }                                                                                          \
-        blk += bb;                                                                                 \
-        b++;                                                                                       \
-    } while (0)
-    for (; b + 4 <= nb;) {
-        SLM_X8_BLOCK(0);
-        SLM_X8_BLOCK(1);
-        SLM_X8_BLOCK(2);
-        SLM_X8_BLOCK(3);
+/* The 32 signed codes of one legacy block, its scale and minimum. */
+static inline __m256i legacy_codes(uint32_t type, const uint8_t *blk, float *d, float *m) {
+    *d = half_to_f32(blk);
+    *m = 0.0f;
+    switch (type) {
+    case SLM_TYPE_Q8_0:
+        return _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+    case SLM_TYPE_Q4_0:
+        return nib32(blk + 2);
+    case SLM_TYPE_Q5_0:
+        return _mm256_or_si256(nib32(blk + 6), bit4_32(blk + 2));
+    case SLM_TYPE_Q4_1:
+        *m = half_to_f32(blk + 2);
+        return nib32(blk + 4);
+    default: /* SLM_TYPE_Q5_1 */
+        *m = half_to_f32(blk + 2);
+        return _mm256_or_si256(nib32(blk + 8), bit4_32(blk + 4));
     }
-    if (b < nb) SLM_X8_BLOCK(0);
-    if (b < nb) SLM_X8_BLOCK(1);
-    if (b < nb) SLM_X8_BLOCK(2);
-#undef SLM_X8_BLOCK
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) out[t] =
-        hsum256(_mm256_add_ps(_mm256_add_ps(acc[t][0], acc[t][1]),
-                              _mm256_add_ps(acc[t][2], acc[t][3]))) +
-        corr[t];
 }
 
-/* k-quants: super-blocks of 256 whose 32-element steps line up with the
- * activation blocks. q4_k/q5_k: w = (d * sc_j) * q - (dmin * m_j), per
- * sub-block j of 32 (the minimum as one float term per block, like q4_1).
- * q6_k: w = (d * sc_i) * (q - 32) with a scale per 16: the offset is taken
- * out per lane with a second vpdpbusd against ones (the code sums of each 4
- * activations), then each half of the lanes is multiplied by its integer
- * scale, all exact in int32, before one conversion. */
+/* Pair p of a row of nb legacy blocks. */
+static inline wpair legacy_pair(uint32_t type, const uint8_t *row, int64_t p, int64_t nb) {
+    const size_t bb = legacy_block_bytes(type);
+    const uint8_t *blk = row + (size_t)(2 * p) * bb;
+    float d0, m0, d1 = 0.0f, m1 = 0.0f;
+    __m256i w0 = legacy_codes(type, blk, &d0, &m0), w1 = _mm256_setzero_si256();
+    if (2 * p + 1 < nb) w1 = legacy_codes(type, blk + bb, &d1, &m1);
+    wpair r;
+    r.w = join256(w0, w1);
+    r.s = halves_ps(d0, d1);
+    r.m = _mm512_maskz_mov_ps((__mmask16)0x0101, halves_ps(m0, m1));
+    return r;
+}
+
 static inline __m256i shr_mask(const uint8_t *p, int shift, char mask) {
-    __m256i b = _mm256_loadu_si256((const __m256i *)p);
+    __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)p);
     return _mm256_and_si256(_mm256_srl_epi16(b, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(mask));
 }
 
-static inline __attribute__((always_inline)) void
-dot_k_n(uint32_t type, const uint8_t *blk, const x8_view *x, int64_t n, float *out, const int NT) {
-    const int64_t nsb = n / 256;
-    const size_t bb = type == SLM_TYPE_Q4_K ? 144 : type == SLM_TYPE_Q5_K ? 176 : 210;
-    const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi8(1);
-    __m256 acc[4][4];
-    float corr[4] = {0, 0, 0, 0};
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
-        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) acc[t][k] = _mm256_setzero_ps();
-    for (int64_t sb = 0; sb < nsb; sb++, blk += bb) {
-        float dl[8], ml[8], d6 = 0.0f;
-        const int8_t *sc6 = (const int8_t *)(blk + 192);
-        if (type == SLM_TYPE_Q6_K) {
-            d6 = half_to_f32(blk + 208);
-        } else {
-            /* the 6-bit scales and minimums, as the reference decodes them */
-            float d = half_to_f32(blk), dmin = half_to_f32(blk + 2);
-            const uint8_t *sc = blk + 4;
-            for (int j = 0; j < 8; j++) {
-                int scale, min;
-                if (j < 4) {
-                    scale = sc[j] & 63;
-                    min = sc[j + 4] & 63;
-                } else {
-                    scale = (sc[j + 4] & 15) | (sc[j - 4] >> 6) << 4;
-                    min = (sc[j + 4] >> 4) | (sc[j] >> 6) << 4;
-                }
-                dl[j] = d * (float)scale;
-                ml[j] = dmin * (float)min;
-            }
-        }
-        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
-            const int64_t b = sb * 8 + j;
-            __m256i w, scv = zero;
-            if (type == SLM_TYPE_Q4_K) {
-                w = shr_mask(blk + 16 + 32 * (j / 2), 4 * (j % 2), 0x0f);
-            } else if (type == SLM_TYPE_Q5_K) {
-                w = _mm256_or_si256(shr_mask(blk + 48 + 32 * (j / 2), 4 * (j % 2), 0x0f),
-                                    _mm256_slli_epi16(shr_mask(blk + 16, j, 0x01), 4));
-            } else {
-                const int h = j / 4, k = j % 4;
-                __m256i lo = shr_mask(blk + 64 * h + 32 * (k & 1), 4 * (k >> 1), 0x0f);
-                __m256i hi = shr_mask(blk + 128 + 32 * h, 2 * k, 0x03);
-                w = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-                int s0 = sc6[8 * h + 2 * k], s1 = sc6[8 * h + 2 * k + 1];
-                scv = _mm256_setr_epi32(s0, s0, s0, s0, s1, s1, s1, s1);
-            }
-            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(x[t].q + 32 * b));
-                __m256i p = _mm256_dpbusd_epi32(zero, w, xv);
-                if (type == SLM_TYPE_Q6_K) {
-                    __m256i xsum = _mm256_dpbusd_epi32(zero, ones, xv); /* per 4 codes */
-                    p = _mm256_sub_epi32(p, _mm256_slli_epi32(xsum, 5));
-                    p = _mm256_mullo_epi32(p, scv);
-                    acc[t][j & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                                                    _mm256_set1_ps(d6 * x[t].d[b]), acc[t][j & 3]);
-                } else {
-                    __m256 scale = _mm256_set1_ps(dl[j] * x[t].d[b]);
-                    acc[t][j & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[t][j & 3]);
-                    corr[t] += ml[j] * x[t].d[b] * (float)x[t].s[b];
-                }
-            }
-        }
+/* 6-bit scale and minimum of sub-block j of a q4_k/q5_k super-block, as the
+ * reference decodes them. */
+static inline void k_scale_min(const uint8_t *sc, int j, int *scale, int *min) {
+    if (j < 4) {
+        *scale = sc[j] & 63;
+        *min = sc[j + 4] & 63;
+    } else {
+        *scale = (sc[j + 4] & 15) | (sc[j - 4] >> 6) << 4;
+        *min = (sc[j + 4] >> 4) | (sc[j] >> 6) << 4;
     }
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) out[t] =
-        hsum256(_mm256_add_ps(_mm256_add_ps(acc[t][0], acc[t][1]),
-                              _mm256_add_ps(acc[t][2], acc[t][3]))) -
-        corr[t];
 }
 
-/* Specialized per type (a constant, so decode_block's switch and the offset
- * and minimum terms fold away) and per token count. */
-typedef void (*dot_x8_fn)(const uint8_t *row, const x8_view *x, int64_t n, float *out);
-#define SLM_X8_FNS(NAME, TYPE)                                                                     \
-    static void NAME##_1(const uint8_t *r, const x8_view *x, int64_t n, float *o) {                \
-        dot_x8_n(TYPE, r, x, n, o, 1);                                                             \
-    }                                                                                              \
-    static void NAME##_2(const uint8_t *r, const x8_view *x, int64_t n, float *o) {                \
-        dot_x8_n(TYPE, r, x, n, o, 2);                                                             \
-    }                                                                                              \
-    static void NAME##_3(const uint8_t *r, const x8_view *x, int64_t n, float *o) {                \
-        dot_x8_n(TYPE, r, x, n, o, 3);                                                             \
-    }                                                                                              \
-    static void NAME##_4(const uint8_t *r, const x8_view *x, int64_t n, float *o) {                \
-        dot_x8_n(TYPE, r, x, n, o, 4);                                                             \
+/* Pair p of a k-quant row: sub-blocks 2 * (p % 4) and the next one of
+ * super-block p / 4. */
+static inline wpair k_pair(uint32_t type, const uint8_t *row, int64_t p) {
+    const size_t bb = type == SLM_TYPE_Q4_K ? 144 : type == SLM_TYPE_Q5_K ? 176 : 210;
+    const uint8_t *blk = row + (size_t)(p / 4) * bb;
+    const int j2 = (int)(p % 4), j = 2 * j2;
+    wpair r;
+    if (type == SLM_TYPE_Q6_K) {
+        const int h = j2 / 2, sh = 4 * (j2 % 2);
+        __m256i lo0 = shr_mask(blk + 64 * h, sh, 0x0f), lo1 = shr_mask(blk + 64 * h + 32, sh, 0x0f);
+        __m256i hi0 = shr_mask(blk + 128 + 32 * h, 2 * (j % 4), 0x03);
+        __m256i hi1 = shr_mask(blk + 128 + 32 * h, 2 * (j % 4) + 2, 0x03);
+        __m256i w0 = _mm256_or_si256(lo0, _mm256_slli_epi16(hi0, 4));
+        __m256i w1 = _mm256_or_si256(lo1, _mm256_slli_epi16(hi1, 4));
+        r.w = join256(w0, w1);
+        /* 16-element scales sc6[4 * j2 .. 4 * j2 + 3], each over 4 lanes */
+        int32_t sc4;
+        memcpy(&sc4, blk + 192 + 4 * j2, 4);
+        __m128i rep = _mm_shuffle_epi8(
+            _mm_cvtsi32_si128(sc4), _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+        r.s = _mm512_mul_ps(_mm512_set1_ps(half_to_f32(blk + 208)),
+                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(rep)));
+        r.m = _mm512_setzero_ps();
+        return r;
     }
-SLM_X8_FNS(dot_q8_0, SLM_TYPE_Q8_0)
-SLM_X8_FNS(dot_q4_0, SLM_TYPE_Q4_0)
-SLM_X8_FNS(dot_q4_1, SLM_TYPE_Q4_1)
-SLM_X8_FNS(dot_q5_0, SLM_TYPE_Q5_0)
-SLM_X8_FNS(dot_q5_1, SLM_TYPE_Q5_1)
-#undef SLM_X8_FNS
-#define SLM_K_FNS(NAME, TYPE)                                                                      \
-    static void NAME##_1(const uint8_t *r, const x8_view *x, int64_t n, float *o) {                \
-        dot_k_n(TYPE, r, x, n, o, 1);                                                              \
-    }                                                                                              \
-    static void NAME##_2(const uint8_t *r, const x8_view *x, int64_t n, float *o) {                \
-        dot_k_n(TYPE, r, x, n, o, 2);                                                              \
-    }                                                                                              \
-    static void NAME##_3(const uint8_t *r, const x8_view *x, int64_t n, float *o) {                \
-        dot_k_n(TYPE, r, x, n, o, 3);                                                              \
-    }                                                                                              \
-    static void NAME##_4(const uint8_t *r, const x8_view *x, int64_t n, float *o) {                \
-        dot_k_n(TYPE, r, x, n, o, 4);                                                              \
+    int sc0, mn0, sc1, mn1;
+    k_scale_min(blk + 4, j, &sc0, &mn0);
+    k_scale_min(blk + 4, j + 1, &sc1, &mn1);
+    const float d = half_to_f32(blk), dmin = half_to_f32(blk + 2);
+    if (type == SLM_TYPE_Q4_K) {
+        r.w = join256(shr_mask(blk + 16 + 32 * j2, 0, 0x0f), shr_mask(blk + 16 + 32 * j2, 4, 0x0f));
+    } else {
+        __m256i l0 = shr_mask(blk + 48 + 32 * j2, 0, 0x0f),
+                l1 = shr_mask(blk + 48 + 32 * j2, 4, 0x0f);
+        __m256i h0 = _mm256_slli_epi16(shr_mask(blk + 16, j, 0x01), 4);
+        __m256i h1 = _mm256_slli_epi16(shr_mask(blk + 16, j + 1, 0x01), 4);
+        r.w = join256(_mm256_or_si256(l0, h0), _mm256_or_si256(l1, h1));
     }
-SLM_K_FNS(dot_q4_k, SLM_TYPE_Q4_K)
-SLM_K_FNS(dot_q5_k, SLM_TYPE_Q5_K)
-SLM_K_FNS(dot_q6_k, SLM_TYPE_Q6_K)
-#undef SLM_K_FNS
+    r.s = halves_ps(d * (float)sc0, d * (float)sc1);
+    r.m = _mm512_maskz_mov_ps((__mmask16)0x0101,
+                              halves_ps(-(dmin * (float)mn0), -(dmin * (float)mn1)));
+    return r;
+}
 
-/* The kernels for `type`, by token count - 1; NULL for other types. */
-static const dot_x8_fn *dot_x8_table(uint32_t type) {
-    static const dot_x8_fn q8_0[4] = {dot_q8_0_1, dot_q8_0_2, dot_q8_0_3, dot_q8_0_4};
-    static const dot_x8_fn q4_0[4] = {dot_q4_0_1, dot_q4_0_2, dot_q4_0_3, dot_q4_0_4};
-    static const dot_x8_fn q4_1[4] = {dot_q4_1_1, dot_q4_1_2, dot_q4_1_3, dot_q4_1_4};
-    static const dot_x8_fn q5_0[4] = {dot_q5_0_1, dot_q5_0_2, dot_q5_0_3, dot_q5_0_4};
-    static const dot_x8_fn q5_1[4] = {dot_q5_1_1, dot_q5_1_2, dot_q5_1_3, dot_q5_1_4};
-    static const dot_x8_fn q4_k[4] = {dot_q4_k_1, dot_q4_k_2, dot_q4_k_3, dot_q4_k_4};
-    static const dot_x8_fn q5_k[4] = {dot_q5_k_1, dot_q5_k_2, dot_q5_k_3, dot_q5_k_4};
-    static const dot_x8_fn q6_k[4] = {dot_q6_k_1, dot_q6_k_2, dot_q6_k_3, dot_q6_k_4};
+static inline int is_k_type(uint32_t type) {
+    return type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K;
+}
+static inline int x8_has_min(uint32_t type) {
+    return type == SLM_TYPE_Q4_1 || type == SLM_TYPE_Q5_1 || type == SLM_TYPE_Q4_K ||
+           type == SLM_TYPE_Q5_K;
+}
+
+/* The offset taken out of every stored code: w = q - offset (q >= 0). */
+static inline int x8_offset(uint32_t type) {
+    return type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : type == SLM_TYPE_Q6_K ? 32 : 0;
+}
+
+/* Pair p as stored codes q >= 0 (q8_0: signed codes), before the offset. */
+static inline __attribute__((always_inline)) wpair raw_pair(uint32_t type, const uint8_t *row,
+                                                            int64_t p, int64_t nb) {
+    return is_k_type(type) ? k_pair(type, row, p) : legacy_pair(type, row, p, nb);
+}
+
+/* Pair p with signed codes w = q - offset. */
+static inline __attribute__((always_inline)) wpair decode_pair(uint32_t type, const uint8_t *row,
+                                                               int64_t p, int64_t nb) {
+    wpair r = raw_pair(type, row, p, nb);
+    if (x8_offset(type)) r.w = _mm512_sub_epi8(r.w, _mm512_set1_epi8((char)x8_offset(type)));
+    return r;
+}
+
+/* The step described above, the same code on both paths. */
+#define X8_STEP(ACC, INIT, XU, W, S, DX, M, DXS, HM)                                               \
+    do {                                                                                           \
+        __m512i q_ = _mm512_dpbusd_epi32((INIT), (XU), (W));                                       \
+        (ACC) = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q_), _mm512_mul_ps((S), (DX)), (ACC));          \
+        if (HM) (ACC) = _mm512_fmadd_ps((M), (DXS), (ACC));                                        \
+    } while (0)
+
+/* ---- decode: one token, weights decoded in registers ---- */
+
+/* Decode needs fewer operations per pair when the token side carries more:
+ * `aux` holds per pair the signed codes c and -offset * (each lane's sum of
+ * its 4 codes), computed once per call for all rows. Then each lane's
+ * sum((q - offset) * c) is one vpdpbusd of the unsigned stored codes q
+ * (every type but q8_0, whose codes are signed: |w| . sign(c, w)). */
+static inline __attribute__((always_inline)) float
+dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
+    const int64_t nb = n / 32, np = (nb + 1) / 2;
+    const int hm = x8_has_min(type);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t p = 0; p < np; p++) {
+        const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
+        wpair wp = raw_pair(type, row, p, nb);
+        __m512i c = _mm512_loadu_si512(aq), q;
+        if (type == SLM_TYPE_Q8_0) {
+            q = _mm512_dpbusd_epi32(
+                _mm512_setzero_si512(), _mm512_abs_epi8(wp.w),
+                _mm512_mask_sub_epi8(c, _mm512_movepi8_mask(wp.w), _mm512_setzero_si512(), c));
+        } else {
+            q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), wp.w, c);
+        }
+        __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
+        __m512 dxs = hm ? _mm512_loadu_ps((const float *)(const void *)(xq + 128)) : dx;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(wp.s, dx), acc);
+        if (hm) acc = _mm512_fmadd_ps(wp.m, dxs, acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* The decode side of a quantized token (see dot_x8_row). */
+static void x8_aux(const uint8_t *xp, int64_t n, int offset, uint8_t *aux) {
+    const int64_t np = (n / 32 + 1) / 2;
+    for (int64_t p = 0; p < np; p++) {
+        __m512i c =
+            _mm512_xor_si512(_mm512_loadu_si512(xp + p * XP_BYTES), _mm512_set1_epi8((char)0x80));
+        __m512i ls = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), c);
+        _mm512_storeu_si512(aux + p * 128, c);
+        _mm512_storeu_si512(aux + p * 128 + 64, _mm512_mullo_epi32(ls, _mm512_set1_epi32(-offset)));
+    }
+}
+
+typedef void (*matvec_x8_fn)(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xp,
+                             const uint8_t *aux, float *y);
+#define SLM_MATVEC_X8(NAME, TYPE)                                                                  \
+    static void NAME(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xp,               \
+                     const uint8_t *aux, float *y) {                                               \
+        const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;                                  \
+        for (int64_t r = r0; r < r1; r++, row += W->row_bytes)                                     \
+            y[r] = dot_x8_row(TYPE, row, xp, aux, W->n_cols);                                      \
+    }
+SLM_MATVEC_X8(matvec_q8_0, SLM_TYPE_Q8_0)
+SLM_MATVEC_X8(matvec_q4_0, SLM_TYPE_Q4_0)
+SLM_MATVEC_X8(matvec_q4_1, SLM_TYPE_Q4_1)
+SLM_MATVEC_X8(matvec_q5_0, SLM_TYPE_Q5_0)
+SLM_MATVEC_X8(matvec_q5_1, SLM_TYPE_Q5_1)
+SLM_MATVEC_X8(matvec_q4_k, SLM_TYPE_Q4_K)
+SLM_MATVEC_X8(matvec_q5_k, SLM_TYPE_Q5_K)
+SLM_MATVEC_X8(matvec_q6_k, SLM_TYPE_Q6_K)
+#undef SLM_MATVEC_X8
+
+/* The decode kernel for `type`; NULL for types without an 8-bit path. */
+static matvec_x8_fn matvec_x8_for(uint32_t type) {
     switch (type) {
     case SLM_TYPE_Q8_0:
-        return q8_0;
+        return matvec_q8_0;
     case SLM_TYPE_Q4_0:
-        return q4_0;
+        return matvec_q4_0;
     case SLM_TYPE_Q4_1:
-        return q4_1;
+        return matvec_q4_1;
     case SLM_TYPE_Q5_0:
-        return q5_0;
+        return matvec_q5_0;
     case SLM_TYPE_Q5_1:
-        return q5_1;
+        return matvec_q5_1;
     case SLM_TYPE_Q4_K:
-        return q4_k;
+        return matvec_q4_k;
     case SLM_TYPE_Q5_K:
-        return q5_k;
+        return matvec_q5_k;
     case SLM_TYPE_Q6_K:
-        return q6_k;
+        return matvec_q6_k;
     default:
         return NULL;
     }
 }
 
-static int x8_type(uint32_t type) {
-    return dot_x8_table(type) != NULL && has_vnni();
+/* ---- prefill: rows decoded once into L1, then register tiles ---- */
+
+typedef void (*pack_fn)(const uint8_t *row, int64_t n, uint8_t *out);
+#define SLM_PACK_X8(NAME, TYPE)                                                                    \
+    static void NAME(const uint8_t *row, int64_t n, uint8_t *out) {                                \
+        const int64_t nb = n / 32, np = (nb + 1) / 2;                                              \
+        for (int64_t p = 0; p < np; p++, out += WP_BYTES) {                                        \
+            wpair wp = decode_pair(TYPE, row, p, nb);                                              \
+            _mm512_storeu_si512(out, wp.w);                                                        \
+            _mm512_storeu_si512(out + 64, pair_init(wp.w));                                        \
+            _mm512_storeu_ps((float *)(void *)(out + 128), wp.s);                                  \
+            _mm512_storeu_ps((float *)(void *)(out + 192), wp.m);                                  \
+        }                                                                                          \
+    }
+SLM_PACK_X8(pack_q8_0, SLM_TYPE_Q8_0)
+SLM_PACK_X8(pack_q4_0, SLM_TYPE_Q4_0)
+SLM_PACK_X8(pack_q4_1, SLM_TYPE_Q4_1)
+SLM_PACK_X8(pack_q5_0, SLM_TYPE_Q5_0)
+SLM_PACK_X8(pack_q5_1, SLM_TYPE_Q5_1)
+SLM_PACK_X8(pack_q4_k, SLM_TYPE_Q4_K)
+SLM_PACK_X8(pack_q5_k, SLM_TYPE_Q5_K)
+SLM_PACK_X8(pack_q6_k, SLM_TYPE_Q6_K)
+#undef SLM_PACK_X8
+
+static pack_fn pack_x8_for(uint32_t type) {
+    switch (type) {
+    case SLM_TYPE_Q8_0:
+        return pack_q8_0;
+    case SLM_TYPE_Q4_0:
+        return pack_q4_0;
+    case SLM_TYPE_Q4_1:
+        return pack_q4_1;
+    case SLM_TYPE_Q5_0:
+        return pack_q5_0;
+    case SLM_TYPE_Q5_1:
+        return pack_q5_1;
+    case SLM_TYPE_Q4_K:
+        return pack_q4_k;
+    case SLM_TYPE_Q5_K:
+        return pack_q5_k;
+    case SLM_TYPE_Q6_K:
+        return pack_q6_k;
+    default:
+        return NULL;
+    }
 }
 
-/* Tokens quantized at once in the batched path; the scratch has room for
- * them after the row tile (see slm_matmul_scratch_floats). */
-#define AVX512_X8_TOKENS SLM_MATMUL_X8_TOKENS
+/* out[r * T + t] = row r . token t for R packed rows (w_row bytes apart) and
+ * T packed tokens (x_tok bytes apart) over np pairs. */
+static inline __attribute__((always_inline)) void tile_x8(const uint8_t *wp, size_t w_row,
+                                                          const uint8_t *xp, size_t x_tok,
+                                                          int64_t np, float *out, const int R,
+                                                          const int T, const int HM) {
+    __m512 acc[X8_ROWS][X8_TOKS];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < np; p++, wp += WP_BYTES, xp += XP_BYTES) {
+        __m512i xu[X8_TOKS];
+        __m512 dx[X8_TOKS], dxs[X8_TOKS];
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+            const uint8_t *xq = xp + (size_t)t * x_tok;
+            xu[t] = _mm512_loadu_si512(xq);
+            dx[t] = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
+            dxs[t] = HM ? _mm512_loadu_ps((const float *)(const void *)(xq + 128)) : dx[t];
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *wq = wp + (size_t)r * w_row;
+            __m512i w = _mm512_loadu_si512(wq), init = _mm512_loadu_si512(wq + 64);
+            __m512 s = _mm512_loadu_ps((const float *)(const void *)(wq + 128));
+            __m512 m = HM ? _mm512_loadu_ps((const float *)(const void *)(wq + 192)) : s;
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+                X8_STEP(acc[r][t], init, xu[t], w, s, dx[t], m, dxs[t], HM);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] =
+            _mm512_reduce_add_ps(acc[r][t]);
+}
+
+typedef void (*tile_x8_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,
+                           int64_t np, float *out);
+#define SLM_TILE_X8(R, T)                                                                          \
+    static void tile_x8_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,              \
+                                  size_t x_tok, int64_t np, float *out) {                          \
+        tile_x8(wp, w_row, xp, x_tok, np, out, R, T, 0);                                           \
+    }                                                                                              \
+    static void tile_x8m_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,             \
+                                   size_t x_tok, int64_t np, float *out) {                         \
+        tile_x8(wp, w_row, xp, x_tok, np, out, R, T, 1);                                           \
+    }
+#define SLM_TILE_X8_ROW(R) SLM_TILE_X8(R, 1) SLM_TILE_X8(R, 2) SLM_TILE_X8(R, 3) SLM_TILE_X8(R, 4)
+SLM_TILE_X8_ROW(1)
+SLM_TILE_X8_ROW(2)
+SLM_TILE_X8_ROW(3)
+SLM_TILE_X8_ROW(4)
+#undef SLM_TILE_X8_ROW
+#undef SLM_TILE_X8
+
+/* [has minimums][rows - 1][tokens - 1] */
+static const tile_x8_fn TILE_X8[2][X8_ROWS][X8_TOKS] = {
+    {{tile_x8_1x1, tile_x8_1x2, tile_x8_1x3, tile_x8_1x4},
+     {tile_x8_2x1, tile_x8_2x2, tile_x8_2x3, tile_x8_2x4},
+     {tile_x8_3x1, tile_x8_3x2, tile_x8_3x3, tile_x8_3x4},
+     {tile_x8_4x1, tile_x8_4x2, tile_x8_4x3, tile_x8_4x4}},
+    {{tile_x8m_1x1, tile_x8m_1x2, tile_x8m_1x3, tile_x8m_1x4},
+     {tile_x8m_2x1, tile_x8m_2x2, tile_x8m_2x3, tile_x8m_2x4},
+     {tile_x8m_3x1, tile_x8m_3x2, tile_x8m_3x3, tile_x8m_3x4},
+     {tile_x8m_4x1, tile_x8m_4x2, tile_x8m_4x3, tile_x8m_4x4}},
+};
+
+static int x8_type(uint32_t type) {
+    return matvec_x8_for(type) != NULL && has_vnni();
+}
+
+/* Most tokens quantized at once: whatever fits in the scratch after a tile
+ * of decoded rows. */
+#define X8_MAX_GROUP 32
 
 static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                            int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                            float *scratch) {
-    const int64_t n = W->n_cols;
-    const size_t stride = ((size_t)n + 15) & ~(size_t)15;
-    uint8_t *xq = (uint8_t *)(scratch + AVX512_ROW_TILE * stride);
-    const size_t xb = x8_bytes(n);
-    for (int64_t t0 = 0; t0 < n_tok; t0 += AVX512_X8_TOKENS) {
-        int64_t nt = n_tok - t0 < AVX512_X8_TOKENS ? n_tok - t0 : AVX512_X8_TOKENS;
-        x8_view xv[AVX512_X8_TOKENS];
-        for (int64_t j = 0; j < nt; j++) {
-            quantize_x8(X + (t0 + j) * x_stride, n, xq + (size_t)j * xb);
-            xv[j] = x8_at(xq + (size_t)j * xb, n);
-        }
-        const dot_x8_fn *dot = dot_x8_table(W->type);
-        const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
-        for (int64_t r = r0; r < r1; r++, row += W->row_bytes) {
-            for (int64_t j = 0; j < nt; j += 4) {
-                int k = nt - j >= 4 ? 4 : (int)(nt - j);
-                float out[4];
-                dot[k - 1](row, xv + j, n, out);
-                for (int a = 0; a < k; a++) Y[(t0 + j + a) * y_stride + r] = out[a];
+    const int64_t n = W->n_cols, np = (n / 32 + 1) / 2;
+    const size_t w_row = (size_t)np * WP_BYTES, x_tok = (size_t)np * XP_BYTES;
+    const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
+    uint8_t *xq = (uint8_t *)scratch;
+    if (n_tok == 1) {
+        quantize_xp(X, n, xq);
+        x8_aux(xq, n, x8_offset(W->type), xq + x_tok);
+        matvec_x8_for(W->type)(W, r0, r1, xq, xq + x_tok, Y);
+        return;
+    }
+    uint8_t *wq = xq + ((have - X8_ROWS * w_row) / x_tok) * x_tok;
+    int64_t group = (int64_t)((have - X8_ROWS * w_row) / x_tok);
+    if (group > X8_MAX_GROUP) group = X8_MAX_GROUP;
+    if (group > X8_TOKS) group -= group % X8_TOKS; /* whole register tiles */
+    const pack_fn pack = pack_x8_for(W->type);
+    const int hm = x8_has_min(W->type);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
+        const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
+        for (int64_t j = 0; j < g; j++)
+            quantize_xp(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok);
+        for (int64_t rb = r0; rb < r1; rb += X8_ROWS) {
+            const int nr = (int)(r1 - rb < X8_ROWS ? r1 - rb : X8_ROWS);
+            for (int k = 0; k < nr; k++)
+                pack(W->data + (size_t)(rb + k) * W->row_bytes, n, wq + (size_t)k * w_row);
+            for (int64_t j = 0; j < g; j += X8_TOKS) {
+                const int nt = (int)(g - j < X8_TOKS ? g - j : X8_TOKS);
+                float out[X8_ROWS * X8_TOKS];
+                TILE_X8[hm][nr - 1][nt - 1](wq, w_row, xq + (size_t)j * x_tok, x_tok, np, out);
+                for (int k = 0; k < nr; k++)
+                    for (int a = 0; a < nt; a++)
+                        Y[(t0 + j + a) * y_stride + rb + k] = out[k * nt + a];
             }
         }
     }
@@ -605,6 +737,150 @@ static void avx512_axpy_f32(float *y, float a, const float *x, int64_t n) {
         __m512 r =
             _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
         _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+/* ---- forward-pass vector ops (see kernels.h) ------------------------------ */
+
+/* exp(x) for 16 lanes: x = k ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial
+ * for e^r (relative error about 2e-7), scaled by 2^k. Inputs are clamped to
+ * [-104, 88.7]: below, the result is 0 (or a denormal), above, finite
+ * (callers pass x <= 0 or logits-sized values). */
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* r = x - k ln2, ln2 in two parts so the product is exact enough */
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+static inline __mmask16 tail_mask(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+static void avx512_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int64_t i = 0; i < n; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        __m512d hi =
+            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        s0 = _mm512_fmadd_pd(lo, lo, s0);
+        s1 = _mm512_fmadd_pd(hi, hi, s1);
+    }
+    double ss = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    __m512 scale = _mm512_set1_ps((float)(1.0 / sqrt(ss / (double)n + (double)eps)));
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), scale);
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i)));
+    }
+}
+
+static void avx512_swiglu(float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+        __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+/* v[j] = sum of the 16 lanes of a[j]: pairwise folds (halves, quarters,
+ * pairs, lanes), then one permutation back to position order. */
+static inline __m512 hsum16(const __m512 *a) {
+    __m512 c[8], e[4], g[2];
+    for (int i = 0; i < 8; i++)
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
+    for (int i = 0; i < 4; i++)
+        e[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xdd));
+    for (int i = 0; i < 2; i++)
+        g[i] = _mm512_add_ps(_mm512_shuffle_ps(e[2 * i], e[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(e[2 * i], e[2 * i + 1], 0xee));
+    __m512 r =
+        _mm512_add_ps(_mm512_shuffle_ps(g[0], g[1], 0x88), _mm512_shuffle_ps(g[0], g[1], 0xdd));
+    /* lane 4q + m of r holds a[4m + q] */
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(idx, r);
+}
+
+/* One head: att[p] = scale * q . k_p, softmax over p < n_pos, out = sum_p
+ * att[p] v_p; k_p = k + p * kv_stride (likewise v). */
+static void avx512_attend(const float *q, const float *k, const float *v, int64_t kv_stride,
+                          int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    if (hd <= 64) {
+        /* the query in registers; 16 positions at a time, their 16 partial
+         * sum vectors reduced together (see hsum16) */
+        __m512 qv[4];
+        __mmask16 qm[4];
+        for (int c = 0; c < 4; c++) {
+            qm[c] = 16 * c < hd ? tail_mask(hd - 16 * c) : 0;
+            qv[c] = _mm512_maskz_loadu_ps(qm[c], q + 16 * c);
+        }
+        const __m512 vscale = _mm512_set1_ps(scale);
+        for (int32_t p0 = 0; p0 < n_pos; p0 += 16) {
+            __m512 part[16];
+            const int32_t np = n_pos - p0 < 16 ? n_pos - p0 : 16;
+            for (int j = 0; j < 16; j++) {
+                const float *kp = k + (size_t)(p0 + (j < np ? j : 0)) * (size_t)kv_stride;
+                __m512 a = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(qm[0], kp));
+                __m512 b = _mm512_mul_ps(qv[1], _mm512_maskz_loadu_ps(qm[1], kp + 16));
+                a = _mm512_fmadd_ps(qv[2], _mm512_maskz_loadu_ps(qm[2], kp + 32), a);
+                b = _mm512_fmadd_ps(qv[3], _mm512_maskz_loadu_ps(qm[3], kp + 48), b);
+                part[j] = _mm512_add_ps(a, b);
+            }
+            _mm512_mask_storeu_ps(att + p0, tail_mask(np), _mm512_mul_ps(hsum16(part), vscale));
+        }
+    } else {
+        for (int32_t p = 0; p < n_pos; p++)
+            att[p] = avx512_dot_f32(q, k + (size_t)p * (size_t)kv_stride, hd) * scale;
+    }
+    for (int32_t p = 0; p < n_pos; p += 16)
+        mx = _mm512_mask_max_ps(mx, tail_mask(n_pos - p), mx,
+                                _mm512_maskz_loadu_ps(tail_mask(n_pos - p), att + p));
+    const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (int32_t p = 0; p < n_pos; p += 16) {
+        __mmask16 m = tail_mask(n_pos - p);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, att + p), vmax));
+        e = _mm512_maskz_mov_ps(m, e);
+        sum = _mm512_add_ps(sum, e);
+        _mm512_mask_storeu_ps(att + p, m, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int32_t p = 0; p < n_pos; p += 16) {
+        __mmask16 m = tail_mask(n_pos - p);
+        _mm512_mask_storeu_ps(att + p, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, att + p), inv));
+    }
+    /* out = sum_p att[p] v_p, 64 columns per pass over the positions */
+    for (int32_t c0 = 0; c0 < hd; c0 += 64) {
+        __mmask16 vm[4];
+        __m512 acc[4];
+        for (int c = 0; c < 4; c++) {
+            vm[c] = c0 + 16 * c < hd ? tail_mask(hd - c0 - 16 * c) : 0;
+            acc[c] = _mm512_setzero_ps();
+        }
+        for (int32_t p = 0; p < n_pos; p++) {
+            const float *vp = v + (size_t)p * (size_t)kv_stride + c0;
+            __m512 a = _mm512_set1_ps(att[p]);
+            for (int c = 0; c < 4; c++)
+                acc[c] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(vm[c], vp + 16 * c), acc[c]);
+        }
+        for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(out + c0 + 16 * c, vm[c], acc[c]);
     }
 }
 
@@ -689,20 +965,19 @@ static void matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float
             int nt = n_tok - t >= 3 ? 3 : (int)(n_tok - t);
             const float *xs[3];
             for (int j = 0; j < nt; j++) xs[j] = X + (t + j) * x_stride;
-            /* accumulators of (row pair p, token j, k) between column blocks */
-            __m512 st[AVX512_ROW_TILE / 2][2 * 3 * 4];
-            memset(st, 0, sizeof st);
-            float out[AVX512_ROW_TILE / 2][6];
+            /* accumulators of (row quad p, token j, k) between column blocks */
+            __m512 st[AVX512_ROW_TILE / 4][4 * 3 * 2]; /* (written before read) */
+            float out[AVX512_ROW_TILE / 4][12];
             for (int64_t i0 = 0; i0 < n || i0 == 0; i0 += AVX512_COL_BLOCK) {
                 int64_t i1 = n - i0 > AVX512_COL_BLOCK ? i0 + AVX512_COL_BLOCK : n;
-                for (int k = 0, p = 0; k < nr; k += 2, p++) {
-                    int two = nr - k >= 2;
-                    GEMM[two][nt - 1](rows + k, xs, i0, i1, n, st[p], out[p]);
+                for (int k = 0, p = 0; k < nr; k += 4, p++) {
+                    int nk = nr - k >= 4 ? 4 : nr - k;
+                    GEMM[nk - 1][nt - 1](rows + k, xs, i0, i1, n, st[p], out[p]);
                 }
                 if (i1 == n) break;
             }
-            for (int k = 0, p = 0; k < nr; k += 2, p++) {
-                int nk = nr - k >= 2 ? 2 : 1;
+            for (int k = 0, p = 0; k < nr; k += 4, p++) {
+                int nk = nr - k >= 4 ? 4 : nr - k;
                 for (int a = 0; a < nk; a++)
                     for (int j = 0; j < nt; j++)
                         Y[(t + j) * y_stride + rb + k + a] = out[p][a * nt + j];
@@ -732,6 +1007,9 @@ const slm_provider slm_provider_avx512 = {
     .dequantize_row = avx512_dequantize_row,
     .matmul_rows = avx512_matmul_rows,
     .int8_activations = x8_type,
+    .rmsnorm = avx512_rmsnorm,
+    .swiglu = avx512_swiglu,
+    .attend = avx512_attend,
 };
 
 #else

@@ -47,6 +47,15 @@ typedef struct slm_provider {
      * dot_row by that rounding, at most sum over blocks of
      * (max|x_block| / 254) * sum|w_block|, plus float rounding. */
     int (*int8_activations)(uint32_t type);
+    /* Optional forward-pass ops (NULL: the model's scalar loops), f32, any n.
+     * rmsnorm: out = x / sqrt(mean(x^2) + eps) * w. swiglu: g = silu(g) * u.
+     * attend: one head of attention over n_pos cached positions: att[p] =
+     * scale * q . k_p, softmax over p, out[hd] = sum_p att[p] v_p, where
+     * k_p = k + p * kv_stride (likewise v); att holds n_pos floats. */
+    void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
+    void (*swiglu)(float *g, const float *u, int64_t n);
+    void (*attend)(const float *q, const float *k, const float *v, int64_t kv_stride, int32_t n_pos,
+                   int32_t hd, float scale, float *att, float *out);
 } slm_provider;
 
 /* Tokens whose 8-bit activations fit in the matmul scratch at once. */

@@ -15,8 +15,13 @@
 
 /* ---- small building blocks ---------------------------------------------- */
 
-/* out = x / rms(x) * w, per row of n */
-static void rmsnorm(float *out, const float *x, const float *w, int32_t n, float eps) {
+/* out = x / rms(x) * w, per row of n (the provider's when it has one) */
+static void rmsnorm_row(const slm_provider *pv, float *out, const float *x, const float *w,
+                        int32_t n, float eps) {
+    if (pv->rmsnorm) {
+        pv->rmsnorm(out, x, w, n, eps);
+        return;
+    }
     double ss = 0.0;
     for (int32_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
@@ -69,6 +74,11 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
         const float *q = fw->buf.q + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
         float *out = fw->buf.xb2 + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
 
+        if (fw->pv->attend) {
+            fw->pv->attend(q, kc + (size_t)kvh * (size_t)hd, vc + (size_t)kvh * (size_t)hd, kvd,
+                           n_pos, hd, scale, att, out);
+            continue;
+        }
         /* scores[p] = q . k[p] / sqrt(hd), softmax over p */
         float mx = -INFINITY;
         for (int32_t p = 0; p < n_pos; p++) {
@@ -123,7 +133,8 @@ slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, in
 
         /* attention: xb = rmsnorm(x); q,k,v = Wq xb, Wk xb, Wv xb (+ biases) */
         for (int32_t t = 0; t < n; t++)
-            rmsnorm(b->xb + (size_t)t * D, b->x + (size_t)t * D, L->attn_norm, D, hp->norm_eps);
+            rmsnorm_row(fw->pv, b->xb + (size_t)t * D, b->x + (size_t)t * D, L->attn_norm, D,
+                        hp->norm_eps);
         matmul(fw, &L->wq, b->xb, n, D, b->q, D);  /* q[B][D]  */
         matmul(fw, &L->wk, b->xb, n, D, b->k, KV); /* k[B][KV] */
         matmul(fw, &L->wv, b->xb, n, D, b->v, KV); /* v[B][KV] */
@@ -160,24 +171,35 @@ slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, in
 
         /* FFN: x += Wdown (silu(Wgate xb) * Wup xb), xb = rmsnorm(x) */
         for (int32_t t = 0; t < n; t++)
-            rmsnorm(b->xb + (size_t)t * D, b->x + (size_t)t * D, L->ffn_norm, D, hp->norm_eps);
+            rmsnorm_row(fw->pv, b->xb + (size_t)t * D, b->x + (size_t)t * D, L->ffn_norm, D,
+                        hp->norm_eps);
         matmul(fw, &L->w_gate, b->xb, n, D, b->hb, F); /* hb[B][F]  */
         matmul(fw, &L->w_up, b->xb, n, D, b->hb2, F);  /* hb2[B][F] */
-        for (size_t i = 0; i < (size_t)n * (size_t)F; i++) {
-            float g = b->hb[i];
-            b->hb[i] = g / (1.0f + expf(-g)) * b->hb2[i];
+        if (fw->pv->swiglu) {
+            fw->pv->swiglu(b->hb, b->hb2, (int64_t)n * F);
+        } else {
+            for (size_t i = 0; i < (size_t)n * (size_t)F; i++) {
+                float g = b->hb[i];
+                b->hb[i] = g / (1.0f + expf(-g)) * b->hb2[i];
+            }
         }
         matmul(fw, &L->w_down, b->hb, n, F, b->xb, D);
         for (size_t i = 0; i < (size_t)n * (size_t)D; i++) b->x[i] += b->xb[i];
     }
 
+    /* hidden_out[B][D] = rmsnorm(x): the final hidden states, for embeddings */
+    if (fw->hidden_out)
+        for (int32_t t = 0; t < n; t++)
+            rmsnorm_row(fw->pv, fw->hidden_out + (size_t)t * D, b->x + (size_t)t * D,
+                        m->output_norm, D, hp->norm_eps);
     if (!logits) return SLM_OK;
 
     /* logits[V] (or [B][V]) = Wout rmsnorm(x) */
     int32_t first = all_logits ? 0 : n - 1;
     int32_t rows = n - first;
     for (int32_t t = first; t < n; t++)
-        rmsnorm(b->xb + (size_t)t * D, b->x + (size_t)t * D, m->output_norm, D, hp->norm_eps);
+        rmsnorm_row(fw->pv, b->xb + (size_t)t * D, b->x + (size_t)t * D, m->output_norm, D,
+                    hp->norm_eps);
     matmul(fw, &m->output, b->xb + (size_t)first * D, rows, D, logits, V);
     return SLM_OK;
 }

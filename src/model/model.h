@@ -127,6 +127,8 @@ typedef struct slm_forward {
     slm_matmul_observer observe;
     void *observe_user;
     struct slm_lora_set *lora; /* LoRA adapters in use (NULL = none), see model/lora.h */
+    float *hidden_out; /* when set: each batch's final hidden states (after the output norm),
+                          [n][dim], for embeddings (runtime/embed.c); NULL = none */
     const slm_provider *pv;
     slm_pool *pool;
     slm_forward_buf buf;

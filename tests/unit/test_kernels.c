@@ -270,6 +270,147 @@ static void test_matmul_many_tokens(const slm_provider *pv, slm_pool *pools[3], 
     free(data);
 }
 
+/* ---- forward-pass ops (optional provider entries) ------------------------ */
+
+static void test_forward_ops(const slm_provider *pv) {
+    static const int64_t lens[] = {1, 7, 16, 17, 33, 576, 1000};
+    if (pv->rmsnorm) {
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            int64_t n = lens[k];
+            float *x = malloc((size_t)(n + 1) * sizeof *x), *w = malloc((size_t)n * sizeof *w);
+            float *o = malloc((size_t)(n + 1) * sizeof *o);
+            fill_normal(x, n, 3.0f);
+            fill_normal(w, n, 1.0f);
+            o[n] = 42.0f;
+            pv->rmsnorm(o, x, w, n, 1e-5f);
+            double ss = 0;
+            for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+            double sc = 1.0 / sqrt(ss / (double)n + 1e-5);
+            int ok = o[n] == 42.0f;
+            for (int64_t i = 0; i < n; i++) {
+                double e = x[i] * sc * w[i];
+                ok &= fabs(o[i] - e) <= 2e-6 * fabs(e) + 1e-30;
+            }
+            CHECK_MSG(ok, "%s rmsnorm n=%lld", pv->name, (long long)n);
+            free(x);
+            free(w);
+            free(o);
+        }
+    }
+    if (pv->swiglu) {
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            int64_t n = lens[k];
+            float *g = malloc((size_t)(n + 1) * sizeof *g), *u = malloc((size_t)n * sizeof *u);
+            float *g0 = malloc((size_t)n * sizeof *g0);
+            fill_normal(g, n, 4.0f);
+            fill_normal(u, n, 1.0f);
+            /* the clamped ends of exp: silu(-120) = -0, silu(120) = 120 */
+            if (n > 3) {
+                g[0] = -120.0f;
+                g[1] = 120.0f;
+                g[2] = -30.0f;
+            }
+            memcpy(g0, g, (size_t)n * sizeof *g);
+            g[n] = 42.0f;
+            pv->swiglu(g, u, n);
+            int ok = g[n] == 42.0f;
+            for (int64_t i = 0; i < n; i++) {
+                double e = g0[i] / (1.0 + exp(-(double)g0[i])) * u[i];
+                ok &= fabs(g[i] - e) <= 2e-6 * fabs(e) + 1e-30;
+            }
+            CHECK_MSG(ok, "%s swiglu n=%lld", pv->name, (long long)n);
+            free(g);
+            free(u);
+            free(g0);
+        }
+    }
+    if (pv->attend) {
+        static const int32_t hds[] = {8, 33, 64, 80, 128};
+        static const int32_t poss[] = {1, 2, 15, 16, 17, 100};
+        for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++) {
+            for (size_t b = 0; b < sizeof poss / sizeof poss[0]; b++) {
+                const int32_t hd = hds[a], np = poss[b];
+                const int64_t stride = hd * 2 + 3;
+                float *q = malloc((size_t)hd * sizeof *q);
+                float *kv = malloc((size_t)(2 * np * stride) * sizeof *kv);
+                float *att = malloc((size_t)(np + 1) * sizeof *att);
+                float *out = malloc((size_t)(hd + 1) * sizeof *out);
+                double *e = malloc((size_t)np * sizeof *e);
+                fill_normal(q, hd, 2.0f);
+                fill_normal(kv, 2 * np * stride, 2.0f);
+                const float *k = kv, *v = kv + np * stride;
+                float scale = 1.0f / sqrtf((float)hd);
+                out[hd] = 42.0f;
+                att[np] = 42.0f;
+                pv->attend(q, k, v, stride, np, hd, scale, att, out);
+                double mx = -INFINITY, sum = 0;
+                for (int32_t p = 0; p < np; p++) {
+                    double s = 0;
+                    for (int32_t i = 0; i < hd; i++) s += (double)q[i] * k[p * stride + i];
+                    e[p] = s * scale;
+                    mx = fmax(mx, e[p]);
+                }
+                for (int32_t p = 0; p < np; p++) sum += e[p] = exp(e[p] - mx);
+                int ok = out[hd] == 42.0f && att[np] == 42.0f;
+                for (int32_t i = 0; i < hd; i++) {
+                    double o = 0, oabs = 0;
+                    for (int32_t p = 0; p < np; p++) {
+                        o += e[p] / sum * v[p * stride + i];
+                        oabs += e[p] / sum * fabs(v[p * stride + i]);
+                    }
+                    ok &= fabs(out[i] - o) <= 1e-5 * oabs + 1e-30;
+                }
+                CHECK_MSG(ok, "%s attend hd=%d n_pos=%d", pv->name, hd, np);
+                free(q);
+                free(kv);
+                free(att);
+                free(out);
+                free(e);
+            }
+        }
+    }
+}
+
+/* Batches of every awkward size, past the 4-row and 4-token register tiles
+ * and the 32-token activation groups of the int8 GEMM: each token gets the
+ * bits it gets alone, with 1 and 3 threads. */
+static void test_matmul_batch_sizes(const slm_provider *pv, slm_pool *pools[3], uint32_t type,
+                                    int64_t n_cols) {
+    enum { NR = 9, MAXT = 70 };
+    static const int64_t batches[] = {2, 3, 5, 9, 33, 70};
+    size_t rb = row_bytes(type, n_cols);
+    uint8_t *data = malloc(rb * NR);
+    float *w = malloc((size_t)n_cols * sizeof *w);
+    for (int r = 0; r < NR; r++) {
+        fill_normal(w, n_cols, 0.05f);
+        slm_quantize_row_ref(type, w, data + (size_t)r * rb, n_cols, NULL);
+    }
+    mm_case mc = {.type = type, .n_cols = n_cols, .x_stride = n_cols, .y_stride = NR};
+    float *X = malloc((size_t)(MAXT * n_cols) * sizeof *X);
+    fill_normal(X, MAXT * n_cols, 1.0f);
+    slm_matrix W = {.type = type, .n_cols = n_cols, .n_rows = NR, .row_bytes = rb, .data = data};
+    float *alone = malloc((size_t)(MAXT * NR) * sizeof *alone);
+    for (int t = 0; t < MAXT; t++) {
+        float *y = run_matmul(pv, pools[0], &mc, &W, 1, X + t * n_cols);
+        memcpy(alone + t * NR, y, NR * sizeof *y);
+        free(y);
+    }
+    for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
+        for (int p = 0; p < 3; p += 2) {
+            float *Y = run_matmul(pv, pools[p], &mc, &W, batches[k], X);
+            CHECK_MSG(memcmp(Y, alone, (size_t)(batches[k] * NR) * sizeof *Y) == 0,
+                      "%s %s n=%lld: a batch of %lld differs from its tokens alone (%d threads)",
+                      pv->name, slm_type_name(type), (long long)n_cols, (long long)batches[k],
+                      slm_pool_threads(pools[p]));
+            free(Y);
+        }
+    }
+    free(alone);
+    free(X);
+    free(w);
+    free(data);
+}
+
 /* ---- selection ----------------------------------------------------------- */
 
 static const slm_provider *expected_best(void) {
@@ -322,6 +463,16 @@ static void test_selection(void) {
     /* avx512 needs everything avx2 needs */
     if (slm_provider_avx512.available()) CHECK(slm_provider_avx2.available());
 #endif
+#if defined(__aarch64__)
+    /* neon is on every AArch64 CPU and preferred to ref; which integer dot
+     * it uses is printed for scripts/test-arm64.sh to check. */
+    CHECK(slm_provider_find("NEON") == &slm_provider_neon);
+    CHECK(slm_provider_neon.available());
+    CHECK(best == &slm_provider_neon);
+    const char *h[] = {"avx2", "neon", "ref"};
+    CHECK(slm_provider_select(h, 3) == &slm_provider_neon);
+    printf("neon: sdot %s\n", slm_neon_dotprod() ? "yes" : "no");
+#endif
 
     CHECK(slm_kernels_support(SLM_TYPE_F32));
     CHECK(slm_kernels_support(SLM_TYPE_F16));
@@ -351,6 +502,7 @@ int main(void) {
             continue;
         }
         test_vector_ops(pv);
+        test_forward_ops(pv);
         for (uint32_t t = 0; t < SLM_TYPE_COUNT; t++) {
             if (!type_testable(t)) continue;
             if (pp == slm_providers_all()) n_types++;
@@ -368,6 +520,7 @@ int main(void) {
             /* Longer than a GEMM column block (512) with a ragged tail. */
             if (bs == 1) test_matmul_type(pv, pools, t, 1100);
             test_matmul_many_tokens(pv, pools, t, bs == 1 ? 77 : 3 * (int64_t)bs);
+            test_matmul_batch_sizes(pv, pools, t, bs == 1 ? 45 : (bs == 32 ? 5 : 2) * (int64_t)bs);
         }
         printf("provider %s: tested\n", pv->name);
     }
