@@ -359,22 +359,37 @@ double slm_model_verify_ms(const slm_model *model);
 /* ==== end of signatures ==================================================== */
 
 /* ==== LoRA adapters (issue 8) ==============================================
- * src/model/lora.c, lora_merge.c. llama.cpp's GGUF adapter format
- * (general.type "adapter", adapter.type "lora", adapter.lora.alpha, tensors
- * "<base tensor>.lora_a" ne = [n_in, r] and ".lora_b" ne = [r, n_out], f32,
- * f16 or bf16) targeting any of the layers' attn_q/k/v/output and
- * ffn_gate/up/down matrices. Applied at run time beside the base weights
- * (which are never modified, whatever their type): y = W·x + s·B·(A·x) with
- * s = scale·alpha/r. Hugging Face PEFT files are not supported yet.
+ * src/model/lora.c, lora_peft.c, lora_merge.c; docs/LORA.md. Two formats:
+ * - llama.cpp's GGUF adapter format (general.type "adapter", adapter.type
+ *   "lora", adapter.lora.alpha, tensors "<base tensor>.lora_a" ne = [n_in, r]
+ *   and ".lora_b" ne = [r, n_out], f32, f16 or bf16);
+ * - Hugging Face PEFT: a directory with adapter_config.json ("r",
+ *   "lora_alpha", "target_modules", optional "use_rslora", "rank_pattern",
+ *   "alpha_pattern") and
+ *   adapter_model.safetensors (F32, F16 or BF16 lora_A [r, in] and lora_B
+ *   [out, r] of model.layers.N.self_attn.{q,k,v,o}_proj and
+ *   mlp.{gate,up,down}_proj), given as the directory or either file's path.
+ *   For llama models the rows of q/k lora_B are permuted as llama.cpp's
+ *   converter permutes q/k; qwen2 needs none. Refused with a clear error:
+ *   bias other than "none", use_dora, modules_to_save, lora_bias, duplicate
+ *   config keys, pattern keys in Python-only regex syntax, any other target
+ *   (embed_tokens, lm_head).
+ * Targets: any of the layers' attn_q/k/v/output and ffn_gate/up/down
+ * matrices. Applied at run time beside the base weights (which are never
+ * modified, whatever their type): y = W·x + s·B·(A·x) with
+ * s = scale·alpha/r (scale·alpha/sqrt(r) for rsLoRA).
  * Config key "adapters": [{"path": "a.gguf", "scale": 1.0}, ...] or
  * ["a.gguf", ...] (scale 1): slm_session_new loads and applies them (with
- * "require_signature", each adapter needs a valid ADAPTER.sig by a key in
- * "trust_dir", as models do; slm_adapter_load itself checks no signature). */
+ * "require_signature", each adapter needs a valid signature by a key in
+ * "trust_dir", as models do: ADAPTER.gguf.sig, or for PEFT both
+ * adapter_model.safetensors.sig and adapter_config.json.sig;
+ * slm_adapter_load itself checks no signature). */
 typedef struct slm_adapter slm_adapter;
 
-/* Loads an adapter for `base`: every target must exist in the base model with
+/* Loads an adapter for `base` (GGUF file, or PEFT directory / .safetensors /
+ * adapter_config.json path): every target must exist in the base model with
  * matching shapes; failures name the file and the tensor. The adapter is
- * read-only (A and B held as f32; the file is closed) and may be shared by
+ * read-only (A and B held as f32; the files are closed) and may be shared by
  * any sessions of models with the same shapes; free it after them. */
 slm_status slm_adapter_load(const slm_model *base, const char *path, slm_adapter **out);
 void slm_adapter_free(slm_adapter *adapter);
@@ -391,7 +406,174 @@ slm_status slm_session_set_adapters(slm_session *s, const slm_adapter *const *ad
  * place; out must differ from base. */
 slm_status slm_adapter_merge_file(const char *base, const char *adapter, const char *out,
                                   float scale, const char *type);
+/* Same; trust_dir non-NULL: the base model and the adapter (both PEFT files)
+ * must carry valid signatures by a key in trust_dir, checked on the bytes
+ * that are merged, before anything is written (SLM_ERR_SIGNATURE otherwise). */
+slm_status slm_adapter_merge_file_ex(const char *base, const char *adapter, const char *out,
+                                     float scale, const char *type, const char *trust_dir);
 /* ==== end of LoRA adapters ================================================= */
+
+/* ==== Hybrid deployment (issue 10) =========================================
+ * src/hybrid/; docs/HYBRID.md. Local first; a request goes to an
+ * OpenAI-compatible cloud only when the router escalates it and the egress
+ * policy allows it; any cloud failure completes the request with the local
+ * answer, marked degraded. Config keys: "mode" ("local" | "hybrid"),
+ * "cloud", "router", "policy", "audit_log" (docs/HYBRID.md). In "local" mode
+ * no network connection is ever opened, whatever else the config says. */
+typedef struct slm_hybrid slm_hybrid;
+
+typedef enum slm_route {
+    SLM_ROUTE_AUTO = 0,  /* the router decides */
+    SLM_ROUTE_LOCAL = 1, /* override: stay local */
+    SLM_ROUTE_CLOUD = 2  /* override: ask the cloud (the egress policy still applies) */
+} slm_route;
+
+typedef struct slm_hybrid_request {
+    const slm_chat_message *msgs; /* a conversation (the model's chat template), or NULL */
+    size_t n_msgs;
+    const char *prompt; /* a plain prompt when msgs is NULL */
+    size_t prompt_len;
+    slm_route route;
+    double deadline_ms; /* the whole request, from the call; 0 = router.deadline_ms */
+    int stream_cloud;   /* 1: ask the cloud to stream (text reaches on_text as it arrives) */
+} slm_hybrid_request;
+
+#define SLM_HYBRID_REASON_CAP 160
+#define SLM_HYBRID_CAUSE_CAP 32
+
+typedef struct slm_hybrid_result {
+    const char *route; /* "local" or "cloud": where the router sent the request */
+    /* why: "mode_local", "default", "confident", "override", "rule:<name>",
+     * "context_overflow", "low_confidence", "policy_block:<classes>" */
+    char reason[SLM_HYBRID_REASON_CAP];
+    int degraded; /* route "cloud", but the cloud failed: the local model answered */
+    char degraded_cause[SLM_HYBRID_CAUSE_CAP]; /* "refused", "timeout", "http_5xx", ... or "" */
+    char degraded_detail[256];                 /* a line for logs (no secrets, no prompt text) */
+    int cloud_partial; /* cloud text was streamed before the failure; the local model finished */
+    int32_t prompt_tokens, completion_tokens; /* usage of the answer (local token counts
+                                                 where the cloud reported none) */
+    slm_finish finish;
+    double mean_logprob; /* over the confidence window when it was checked, else 0 */
+    double ms;           /* the whole call */
+} slm_hybrid_result;
+
+/* A router over `model` (which must outlive it) from cfg's hybrid keys
+ * (NULL = local mode). Reads the cloud API key (api_key_env / api_key_file)
+ * now: SLM_ERR_CONFIG when it is named but missing. Thread-safe: any number
+ * of sessions may use one router at once. */
+slm_status slm_hybrid_new(slm_model *model, const slm_config *cfg, slm_hybrid **out);
+void slm_hybrid_free(slm_hybrid *h);
+/* 1 when the config's mode is "hybrid". */
+int slm_hybrid_enabled(const slm_hybrid *h);
+/* Answers one request: routes it, streams the answer's text to on_text
+ * (may be NULL; non-zero stops everything, finish SLM_FINISH_CALLBACK) and
+ * fills *res. Local generation runs on `s` (its sampling settings and
+ * max_tokens apply to the cloud request too); the session's token-info hook
+ * is borrowed during the call and restored after. Never returns an empty
+ * answer because of the cloud: failures fall back to the local model within
+ * the deadline. Errors are local ones (tokenizer, context, memory). */
+slm_status slm_hybrid_generate(slm_hybrid *h, slm_session *s, const slm_hybrid_request *req,
+                               slm_token_fn on_text, void *user, slm_hybrid_result *res);
+/* The result as a JSON object {"text" (when text is not NULL), "route",
+ * "reason", "degraded", "degraded_cause" (null unless degraded),
+ * "cloud_partial" (when degraded), "usage": {"prompt_tokens",
+ * "completion_tokens", "total_tokens"}}. malloc'd. */
+char *slm_hybrid_result_json(const slm_hybrid_result *res, const char *text, size_t len);
+/* ==== end of hybrid deployment ============================================= */
+
+/* ==== Structured output: grammars and JSON Schema (issue 7) ================
+ * Config keys (also accepted per request by slm_session_configure; the last
+ * one applied wins; a grammar that does not compile is SLM_ERR_CONFIG naming
+ * the key, with the line and column or the schema path of the problem):
+ *   "grammar": "GBNF text"         llama.cpp's GBNF; the start rule is `root`
+ *   "json_schema": {schema}        JSON that validates against the schema
+ *   "json_object": true            any JSON object
+ *   "response_format": {...}       OpenAI's shape: {"type": "text"} |
+ *                                  {"type": "json_object"} | {"type": "json_schema",
+ *                                  "json_schema": {"name", "schema", "strict"}}
+ *   null (or "grammar": "") turns constraining off.
+ * Grammar or schema text is kept in the config (at most 32 KiB). While one
+ * is set, slm_generate masks the logits before sampling so that every token
+ * keeps the output a prefix of the language: end-of-generation is allowed
+ * only when the output is complete, and generation stops (SLM_FINISH_STOP)
+ * once nothing more can follow. max_tokens can still cut the output short
+ * (SLM_FINISH_LENGTH). Logprobs (slm_session_set_token_info) report the
+ * model's unmasked distribution. Supported schema keywords: docs/STRUCTURED.md. */
+
+/* The GBNF a JSON Schema compiles to (malloc'd; free()). SLM_ERR_CONFIG names
+ * an unsupported keyword and its path, e.g. "/properties/tags: 'uniqueItems'". */
+slm_status slm_json_schema_to_grammar(const char *schema, size_t len, char **gbnf);
+/* Checks GBNF text: SLM_OK or SLM_ERR_CONFIG with "line L col C: ...". */
+slm_status slm_grammar_check(const char *gbnf, size_t len);
+/* ==== end of structured output ============================================= */
+
+/* ==== Intent detection and embeddings (issue 7) ============================
+ * src/runtime/classify.c, src/runtime/embed.c; docs/INTENT.md.
+ *
+ * Label scoring: the prompt is the template with "{text}" replaced by the
+ * text and "{labels}" by the labels joined with ", " (the template must hold
+ * "{text}"; NULL = SLM_CLASSIFY_DEFAULT_TEMPLATE). A label's continuation is
+ * " " + label: prompt + " " + label is tokenized as a whole (BOS as the model
+ * adds it, never a trailing EOS) and the label's tokens are those after the
+ * longest common prefix with the prompt's own tokens (so a token that merges
+ * across the boundary belongs to the label). Each label's score is the mean log-probability of
+ * its tokens (every token, from the model's distribution at temperature 1,
+ * computed in double); the probabilities are the softmax of the scores over
+ * the labels, so they sum to 1. The prompt is evaluated once; each label
+ * reuses its keys and values and evaluates only its own tokens. The
+ * session's sampling settings play no part. */
+#define SLM_CLASSIFY_DEFAULT_TEMPLATE "Classify the text as one of: {labels}.\nText: {text}\nLabel:"
+#define SLM_CLASSIFY_MAX_LABELS 1024
+
+typedef struct slm_label_score {
+    const char *label;   /* the caller's string (not copied) */
+    size_t index;        /* its position in the caller's list */
+    int32_t n_tokens;    /* tokens of the continuation */
+    double logprob;      /* sum of their log-probabilities */
+    double mean_logprob; /* logprob / n_tokens: the score */
+    double probability;  /* softmax of the scores over the labels */
+} slm_label_score;
+
+typedef struct slm_classify_result {
+    slm_label_score *labels; /* [n_labels], best first (ties: earlier label first) */
+    size_t n_labels;
+    int32_t n_prompt_tokens; /* tokens of the prompt */
+    int32_t n_label_tokens;  /* label tokens scored, all labels */
+    int32_t n_evaluated;     /* tokens run through the model (cached ones not counted) */
+} slm_classify_result;
+
+/* The prompt a template makes (malloc'd, NUL-terminated). SLM_ERR_INVALID_ARG
+ * when the template lacks "{text}". */
+slm_status slm_classify_prompt(const char *tmpl, const char *text, size_t len,
+                               const char *const *labels, size_t n_labels, char **prompt,
+                               size_t *prompt_len);
+/* Scores labels[0..n_labels) for `text` (see above). Labels must be
+ * non-empty, distinct, at most SLM_CLASSIFY_MAX_LABELS; SLM_ERR_CONTEXT when
+ * the prompt and a label do not fit the session's context. Free *out with
+ * slm_classify_result_free. */
+slm_status slm_classify(slm_session *s, const char *text, size_t len, const char *const *labels,
+                        size_t n_labels, const char *tmpl, slm_classify_result *out);
+/* Same, with the prompt given whole (no template). */
+slm_status slm_classify_raw(slm_session *s, const char *prompt, size_t len,
+                            const char *const *labels, size_t n_labels, slm_classify_result *out);
+void slm_classify_result_free(slm_classify_result *r);
+
+/* Embeddings of a decoder model: the final hidden states (after the output
+ * norm, before the output projection) of the input's positions, pooled,
+ * then L2-normalized unless `normalize` is 0. Text is tokenized with BOS (and
+ * EOS) as the model's tokenizer adds them; every position takes part in mean
+ * pooling. out: [slm_embedding_dim] floats. The session's cache holds the
+ * input afterwards. These are not the vectors of a model trained for
+ * embeddings; see docs/INTENT.md. */
+typedef enum slm_pooling { SLM_POOLING_MEAN = 0, SLM_POOLING_LAST = 1 } slm_pooling;
+
+int32_t slm_embedding_dim(const slm_model *model);
+slm_status slm_embed(slm_session *s, const char *text, size_t len, slm_pooling pooling,
+                     int normalize, float *out, int32_t *n_tokens);
+/* Same over token ids (used as given: no BOS is added). */
+slm_status slm_embed_tokens(slm_session *s, const int32_t *ids, size_t n_ids, slm_pooling pooling,
+                            int normalize, float *out);
+/* ==== end of intent detection and embeddings =============================== */
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,7 @@
 # Uses sudo when not root. Safe to run again: installs nothing when all is there.
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libpcre2-dev libcjson-dev libsodium-dev libmicrohttpd-dev)
+pkgs=(build-essential cmake pkg-config libpcre2-dev libcjson-dev libsodium-dev libmicrohttpd-dev libcurl4-openssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
   # tests: sanitizer runtimes come with gcc; python3-numpy runs the
   # synthetic-model generator from ../shared/tools.

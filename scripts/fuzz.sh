@@ -12,7 +12,8 @@
 #   -p N         run N targets at once (default 1)
 #   --no-build   use the binaries already in build-fuzz/fuzz
 #   TARGET       gguf, model, config, sig, tokenizer_json, chat_template,
-#                serve_request (default: every target this tree builds)
+#                serve_request, safetensors, cloud_sse (default: every target this
+#                tree builds)
 # exit status: 0 every target ran its time clean, 1 a finding or a failure,
 # 2 usage error
 set -uo pipefail

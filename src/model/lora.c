@@ -30,6 +30,14 @@ static const slm_matrix *layer_matrix(const slm_model *m, int32_t l, int slot) {
     return (const slm_matrix *)((const char *)&m->layers[l] + k_slot_offsets[slot]);
 }
 
+const slm_matrix *slm_lora_base_matrix(const slm_model *m, int32_t layer, int slot) {
+    return layer_matrix(m, layer, slot);
+}
+
+const char *slm_lora_slot_name(int slot) {
+    return slot >= 0 && slot < SLM_LORA_N_SLOTS ? k_slot_names[slot] : "?";
+}
+
 int slm_lora_slot_of(const slm_model *m, const slm_matrix *W, int32_t *layer) {
     uintptr_t base = (uintptr_t)m->layers, p = (uintptr_t)W;
     uintptr_t end = base + (uintptr_t)m->hp.n_layers * sizeof(slm_layer);
@@ -124,6 +132,7 @@ static slm_status check_pair(const slm_model *base, const char *path, const char
     slm_lora_mat *e = &ad->mats[(size_t)layer * SLM_LORA_N_SLOTS + (size_t)slot];
     if (e->r != 0) return slm_fail(SLM_ERR_FORMAT, "%s: target '%s' appears twice", path, target);
     e->r = (int32_t)r;
+    e->mult = ad->alpha / (float)r;
     e->n_in = W->n_cols;
     e->n_out = W->n_rows;
     *n_floats += (size_t)r * (size_t)(W->n_cols + W->n_rows);
@@ -226,6 +235,10 @@ slm_status slm_lora_load(const slm_model *base, const char *path, const char *tr
     if (!ad->path) {
         st = slm_fail(SLM_ERR_NOMEM, "out of memory");
         goto cleanup;
+    }
+    if (slm_lora_is_peft_path(path)) {
+        slm_adapter_free(ad);
+        return slm_lora_load_peft(base, path, trust_dir, out);
     }
     if (trust_dir) {
         SLM_CHECK(slm_map_file(path, &map));
@@ -394,9 +407,7 @@ void slm_lora_apply(slm_forward *fw, const slm_matrix *W, const float *X, int32_
         const slm_adapter *ad = set->ad[k];
         const slm_lora_mat *e = &ad->mats[(size_t)layer * SLM_LORA_N_SLOTS + (size_t)slot];
         if (e->r == 0) continue;
-        lora_job job = {e,        fw->pv,   X,
-                        Y,        set->tmp, x_stride,
-                        y_stride, n,        set->scale[k] * ad->alpha / (float)e->r};
+        lora_job job = {e, fw->pv, X, Y, set->tmp, x_stride, y_stride, n, set->scale[k] * e->mult};
         int64_t work = (int64_t)n * e->r * (e->n_in + e->n_out);
         if (work < LORA_PARALLEL_MIN) {
             lora_down(&job, 0, (int64_t)n * e->r, 0);

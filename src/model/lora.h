@@ -35,6 +35,7 @@ typedef struct slm_lora_mat {
     int64_t n_in, n_out;
     const float *a; /* [r][n_in]  (GGUF lora_a, ne = [n_in, r]) */
     const float *b; /* [n_out][r] (GGUF lora_b, ne = [r, n_out]) */
+    float mult;     /* alpha/r (alpha/sqrt(r) for rsLoRA): the product's factor at scale 1 */
 } slm_lora_mat;
 
 struct slm_adapter {
@@ -79,6 +80,18 @@ void slm_lora_set_free(slm_lora_set *set);
  * fw's model). Called by the forward pass after each W·X. */
 void slm_lora_apply(slm_forward *fw, const slm_matrix *W, const float *X, int32_t n,
                     int64_t x_stride, float *Y, int64_t y_stride);
+
+/* Hugging Face PEFT adapters (lora_peft.c): `path` is a directory holding
+ * adapter_config.json and adapter_model.safetensors, or either of those two
+ * files. trust_dir non-NULL requires valid signatures on both files. */
+int slm_lora_is_peft_path(const char *path);
+slm_status slm_lora_load_peft(const slm_model *base, const char *path, const char *trust_dir,
+                              slm_adapter **out);
+
+/* The base matrix of a layer and slot. */
+const slm_matrix *slm_lora_base_matrix(const slm_model *m, int32_t layer, int slot);
+/* GGUF tensor-name stem of a slot ("attn_q", ...). */
+const char *slm_lora_slot_name(int slot);
 
 /* "blk.<l>.<stem>.weight" -> layer and slot; -1 when it is no layer matrix. */
 int slm_lora_parse_target(const char *name, int32_t n_layers, int32_t *layer);

@@ -60,6 +60,11 @@ static slm_status merge_matrix(const slm_matrix *W, const slm_lora_mat *e, float
 
 slm_status slm_adapter_merge_file(const char *base, const char *adapter, const char *out,
                                   float scale, const char *type) {
+    return slm_adapter_merge_file_ex(base, adapter, out, scale, type, NULL);
+}
+
+slm_status slm_adapter_merge_file_ex(const char *base, const char *adapter, const char *out,
+                                     float scale, const char *type, const char *trust_dir) {
     if (!base || !adapter || !out || !*out)
         return slm_fail(SLM_ERR_INVALID_ARG, "slm_adapter_merge_file: NULL argument");
     if (same_file(base, out) || same_file(adapter, out))
@@ -78,8 +83,10 @@ slm_status slm_adapter_merge_file(const char *base, const char *adapter, const c
     slm_model *m = NULL;
     slm_adapter *ad = NULL;
     gguf_writer *w = NULL;
-    SLM_CHECK(slm_model_open(base, 0, NULL, &m));
-    SLM_CHECK(slm_lora_load(m, adapter, NULL, &ad));
+    /* with trust_dir, both are verified before anything is merged: the model
+     * and adapter bytes parsed are the bytes whose signatures were checked */
+    SLM_CHECK(slm_model_open_ex(base, 0, NULL, trust_dir, &m));
+    SLM_CHECK(slm_lora_load(m, adapter, trust_dir, &ad));
     SLM_CHECK(gguf_writer_new(&w));
     SLM_CHECK(gguf_writer_copy_kv(w, m->gguf, NULL, NULL));
     for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
@@ -106,7 +113,7 @@ slm_status slm_adapter_merge_file(const char *base, const char *adapter, const c
                           base, name, (long long)W->n_cols, slm_type_name(ty));
             goto cleanup;
         }
-        float s = scale * ad->alpha / (float)e->r;
+        float s = scale * e->mult;
         uint8_t *data = NULL;
         uint64_t nbytes = 0;
         SLM_CHECK(merge_matrix(W, e, s, ty, &data, &nbytes));

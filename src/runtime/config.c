@@ -10,6 +10,8 @@
 #include "base/mem.h"
 #include "base/mmap_file.h"
 #include "base/status.h"
+#include "hybrid/hy_config.h"
+#include "runtime/constrain.h"
 
 void slm_config_defaults(slm_config *c) {
     memset(c, 0, sizeof *c);
@@ -167,6 +169,22 @@ static slm_status apply_adapters(slm_config *c, const cJSON *it) {
     return SLM_OK;
 }
 
+/* A hybrid section ("cloud", "router", "policy"): validated, kept as JSON text. */
+static slm_status apply_hybrid_section(const cJSON *it, char *dst, size_t cap) {
+    SLM_TRY(hy_config_check(it->string, it));
+    char *text = cJSON_PrintUnformatted(it);
+    if (!text) return slm_fail(SLM_ERR_NOMEM, "out of memory");
+    size_t n = strlen(text);
+    if (n >= cap) {
+        free(text);
+        return slm_fail(SLM_ERR_CONFIG, "config key '%s': longer than %zu bytes", it->string,
+                        cap - 1);
+    }
+    memcpy(dst, text, n + 1);
+    free(text);
+    return SLM_OK;
+}
+
 /* Applies one key to `c` (which the caller discards on failure). */
 static slm_status apply_key(slm_config *c, const cJSON *it) {
     const char *k = it->string;
@@ -245,6 +263,22 @@ static slm_status apply_key(slm_config *c, const cJSON *it) {
         SLM_TRY(want_string(it, c->trust_dir, sizeof c->trust_dir));
     } else if (!strcmp(k, "adapters")) {
         SLM_TRY(apply_adapters(c, it));
+    } else if (!strcmp(k, "mode")) {
+        if (!cJSON_IsString(it) ||
+            (strcmp(it->valuestring, "local") && strcmp(it->valuestring, "hybrid")))
+            return slm_fail(SLM_ERR_CONFIG, "config key 'mode': expected \"local\" or \"hybrid\"");
+        c->mode = !strcmp(it->valuestring, "hybrid") ? SLM_MODE_HYBRID : SLM_MODE_LOCAL;
+    } else if (!strcmp(k, "cloud")) {
+        SLM_TRY(apply_hybrid_section(it, c->hy_cloud, sizeof c->hy_cloud));
+    } else if (!strcmp(k, "router")) {
+        SLM_TRY(apply_hybrid_section(it, c->hy_router, sizeof c->hy_router));
+    } else if (!strcmp(k, "policy")) {
+        SLM_TRY(apply_hybrid_section(it, c->hy_policy, sizeof c->hy_policy));
+    } else if (!strcmp(k, "audit_log")) {
+        SLM_TRY(hy_config_check(k, it));
+        SLM_TRY(want_string(it, c->hy_audit_log, sizeof c->hy_audit_log));
+    } else if (slm_constraint_is_key(k)) {
+        SLM_TRY(slm_constraint_apply_key(c, it));
     } else {
         return slm_fail(SLM_ERR_CONFIG, "config key '%s' is not known", k);
     }
@@ -340,6 +374,17 @@ char *slm_config_to_json(const slm_config *c) {
         cJSON_AddNumberToObject(a, "scale", c->adapter_scale[i]);
         cJSON_AddItemToArray(ads, a);
     }
+    slm_constraint_to_json(c, o);
+    cJSON_AddStringToObject(o, "mode", c->mode == SLM_MODE_HYBRID ? "hybrid" : "local");
+    /* the hybrid sections as given (they hold no secret: the API key is never in the config) */
+    const char *const sec_key[3] = {"cloud", "router", "policy"};
+    const char *const sec_text[3] = {c->hy_cloud, c->hy_router, c->hy_policy};
+    for (int i = 0; i < 3; i++) {
+        if (!sec_text[i][0]) continue;
+        cJSON *sec = cJSON_Parse(sec_text[i]);
+        if (sec) cJSON_AddItemToObject(o, sec_key[i], sec);
+    }
+    if (c->hy_audit_log[0]) cJSON_AddStringToObject(o, "audit_log", c->hy_audit_log);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;

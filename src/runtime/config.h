@@ -13,8 +13,21 @@
 #define SLM_MAX_TRUST_DIR 1024
 #define SLM_MAX_ADAPTERS 8 /* = SLM_LORA_MAX_ADAPTERS */
 #define SLM_MAX_ADAPTER_PATH 1024
+#define SLM_MAX_GRAMMAR_TEXT 32768 /* "grammar" text or "json_schema" as compact JSON */
+
+/* Constrained output (issue 7): what "grammar", "json_schema" and
+ * "json_object" set; the last one applied wins. */
+enum {
+    SLM_GRAMMAR_NONE = 0,
+    SLM_GRAMMAR_GBNF = 1,
+    SLM_GRAMMAR_JSON_SCHEMA = 2,
+    SLM_GRAMMAR_JSON_OBJECT = 3
+};
 
 typedef enum slm_ctx_policy { SLM_CTX_SHIFT = 0, SLM_CTX_ERROR = 1 } slm_ctx_policy;
+typedef enum slm_mode { SLM_MODE_LOCAL = 0, SLM_MODE_HYBRID = 1 } slm_mode;
+#define SLM_MAX_HYBRID_JSON 16384 /* a validated hybrid section, as JSON text */
+#define SLM_MAX_AUDIT_PATH 1024
 
 struct slm_config {
     int32_t max_tokens;      /* tokens to generate */
@@ -43,6 +56,15 @@ struct slm_config {
     int32_t n_adapters;                    /* LoRA adapters slm_session_new loads and applies */
     char adapter_path[SLM_MAX_ADAPTERS][SLM_MAX_ADAPTER_PATH + 1];
     float adapter_scale[SLM_MAX_ADAPTERS];
+    /* hybrid deployment (issue 10; src/hybrid): the sections are kept as
+     * validated JSON text so that the config stays copyable by value */
+    slm_mode mode;
+    char hy_cloud[SLM_MAX_HYBRID_JSON];  /* "cloud" object or "" */
+    char hy_router[SLM_MAX_HYBRID_JSON]; /* "router" object or "" */
+    char hy_policy[SLM_MAX_HYBRID_JSON]; /* "policy" object or "" */
+    char hy_audit_log[SLM_MAX_AUDIT_PATH + 1];
+    int grammar_kind;                       /* SLM_GRAMMAR_* (issue 7) */
+    char grammar[SLM_MAX_GRAMMAR_TEXT + 1]; /* GBNF text or the schema as JSON */
 };
 
 #define SLM_DEFAULT_MAX_CTX 4096

@@ -11,6 +11,7 @@
 #include "base/mem.h"
 #include "base/status.h"
 #include "model/lora.h"
+#include "runtime/constrain.h"
 
 static int32_t resolve_threads(const slm_config *cfg) {
     int32_t t = cfg->threads;
@@ -99,6 +100,7 @@ slm_status slm_session_new(slm_model *model, const slm_config *cfg_in, slm_sessi
         cfg->repeat_penalty,   cfg->repeat_last_n, cfg->seed,  cfg->presence_penalty,
         cfg->frequency_penalty};
     SLM_CHECK(slm_sampler_init(&s->sampler, &sp, model->hp.n_vocab));
+    SLM_CHECK(slm_constraint_update(&s->constraint, model->tok, cfg));
     SLM_CHECK(slm_text_stream_init(&s->stream));
     s->tokens = slm_calloc((size_t)s->n_ctx, sizeof *s->tokens);
     s->logits = slm_alloc_aligned((size_t)model->hp.n_vocab, sizeof(float));
@@ -123,6 +125,7 @@ void slm_session_free(slm_session *s) {
     free(s->tokens);
     free(s->logits);
     free(s->info_logits);
+    slm_constraint_free(s->constraint);
     free(s);
 }
 
@@ -158,6 +161,7 @@ slm_status slm_session_configure(slm_session *s, const char *json, size_t len) {
                         "config key '%s' sizes the session and cannot change on it; create a new "
                         "session",
                         fixed);
+    SLM_TRY(slm_constraint_update(&s->constraint, s->model->tok, &next));
     s->cfg = next;
     bind_stops(s);
     slm_sampler_params sp = {
@@ -322,6 +326,7 @@ static slm_status generate_ids(slm_session *s, int32_t *ids, size_t n_ids, doubl
     r.n_cached = reuse;
 
     slm_sampler_reseed(&s->sampler, cfg->seed);
+    slm_constraint_begin(s->constraint);
     slm_text_stream_reset(&s->stream, s->stop, s->stop_len, cfg->n_stop, on_text, user);
 
     slm_status st = eval_range(s, reuse, s->n_tokens, 1);
@@ -334,8 +339,15 @@ static slm_status generate_ids(slm_session *s, int32_t *ids, size_t n_ids, doubl
             s->n_tokens > cfg->repeat_last_n ? s->n_tokens - cfg->repeat_last_n : 0;
         int32_t n_vocab = s->model->hp.n_vocab;
         if (s->info) memcpy(s->info_logits, s->logits, (size_t)n_vocab * sizeof *s->logits);
-        int32_t next = slm_sampler_sample(&s->sampler, s->logits, s->tokens + recent_from,
-                                          s->n_tokens - recent_from);
+        int32_t next;
+        if (slm_constraint_active(s->constraint)) {
+            st = slm_constraint_sample(s->constraint, &s->sampler, s->logits,
+                                       s->tokens + recent_from, s->n_tokens - recent_from, &next);
+            if (st != SLM_OK) break;
+        } else {
+            next = slm_sampler_sample(&s->sampler, s->logits, s->tokens + recent_from,
+                                      s->n_tokens - recent_from);
+        }
         if (r.n_generated == 0) r.ttft_ms = slm_now_ms() - t0;
         if (s->observer) s->observer(s->observer_user, next, slm_now_ms() - t0);
         if (!cfg->ignore_eos && slm_tokenizer_is_eog(tok, next)) {
@@ -358,6 +370,10 @@ static slm_status generate_ids(slm_session *s, int32_t *ids, size_t n_ids, doubl
         }
         if (s->stream.cancelled) {
             r.finish = SLM_FINISH_CALLBACK;
+            break;
+        }
+        if (slm_constraint_done(s->constraint)) { /* the grammar allows nothing more */
+            r.finish = SLM_FINISH_STOP;
             break;
         }
         if (r.n_generated >= cfg->max_tokens) break;

@@ -30,6 +30,7 @@ struct slm_session {
     float *info_logits; /* [n_vocab] copy of the logits before sampling, made at set time */
     int32_t info_top_ids[SLM_MAX_TOP_LOGPROBS];
     float info_top_lp[SLM_MAX_TOP_LOGPROBS];
+    struct slm_constraint *constraint; /* grammar-constrained output (runtime/constrain.h) */
 };
 
 #endif

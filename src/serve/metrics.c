@@ -19,7 +19,8 @@ static const char *const ERROR_TYPES[4] = {"invalid_request_error", "overloaded_
 
 const char *srv_endpoint_name(srv_endpoint ep) {
     static const char *const names[SRV_EP_COUNT] = {
-        "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "other"};
+        "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
+        "/v1/embeddings",       "/v1/classify",    "other"};
     return ep < SRV_EP_COUNT ? names[ep] : "other";
 }
 

@@ -12,6 +12,8 @@ typedef enum srv_endpoint {
     SRV_EP_MODELS,
     SRV_EP_HEALTH,
     SRV_EP_METRICS,
+    SRV_EP_EMBEDDINGS,
+    SRV_EP_CLASSIFY,
     SRV_EP_OTHER,
     SRV_EP_COUNT
 } srv_endpoint;

@@ -251,15 +251,6 @@ static int parse_unsupported(const cJSON *root, srv_kind kind, srv_error *e) {
     if (get_number(root, "n", 1, 1, 1, &v, &present, e))
         return srv_error_set(e, 400, "invalid_request_error", "unsupported_parameter", "n",
                              "'n' must be 1: one choice per request");
-    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
-    if (rf && !cJSON_IsNull(rf)) {
-        if (!cJSON_IsObject(rf)) return bad_type(e, "response_format", "an object");
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
-        if (!cJSON_IsString(t)) return bad_type(e, "response_format.type", "a string");
-        if (strcmp(t->valuestring, "text") != 0)
-            return unsupported(e, "response_format",
-                               "constrained output (json_object, json_schema)");
-    }
     const cJSON *lb = cJSON_GetObjectItemCaseSensitive(root, "logit_bias");
     if (lb && !cJSON_IsNull(lb)) {
         if (!cJSON_IsObject(lb)) return bad_type(e, "logit_bias", "an object");
@@ -275,6 +266,43 @@ static int parse_unsupported(const cJSON *root, srv_kind kind, srv_error *e) {
             if (sfx->valuestring[0]) return unsupported(e, "suffix", "insertion");
         }
     }
+    return 0;
+}
+
+/* response_format (text, json_object, json_schema): checked by compiling it
+ * as the config key of the same name, then passed on to the session. */
+static int parse_response_format(const cJSON *root, srv_request *r, srv_error *e) {
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (!rf || cJSON_IsNull(rf)) return 0;
+    if (!cJSON_IsObject(rf)) return bad_type(e, "response_format", "an object");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsString(t)) return bad_type(e, "response_format.type", "a string");
+    cJSON *wrap = cJSON_CreateObject();
+    cJSON *copy = cJSON_Duplicate(rf, 1);
+    char *js = NULL;
+    if (wrap && copy) {
+        cJSON_AddItemToObject(wrap, "response_format", copy);
+        copy = NULL;
+        js = cJSON_PrintUnformatted(wrap);
+    }
+    cJSON_Delete(wrap);
+    cJSON_Delete(copy);
+    slm_config *cfg = NULL;
+    if (!js || slm_config_new(&cfg) != SLM_OK) {
+        free(js);
+        return srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    slm_status st = slm_config_apply_json(cfg, js, strlen(js));
+    slm_config_free(cfg);
+    free(js);
+    if (st == SLM_ERR_NOMEM)
+        return srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    if (st != SLM_OK)
+        return srv_error_set(e, 400, "invalid_request_error", "invalid_value", "response_format",
+                             "'response_format' is invalid: %s", slm_last_error());
+    cJSON *keep = cJSON_Duplicate(rf, 1);
+    if (!keep) return srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    cJSON_AddItemToObject(r->sampling, "response_format", keep);
     return 0;
 }
 
@@ -470,6 +498,19 @@ int srv_parse_request(srv_kind kind, const char *body, size_t len, srv_request *
         goto done;
     }
     if (get_bool(root, "stream", 0, &r->stream, e)) goto done;
+    const cJSON *route = cJSON_GetObjectItemCaseSensitive(root, "route"); /* hybrid (issue 10) */
+    if (route && !cJSON_IsNull(route)) {
+        if (!cJSON_IsString(route) ||
+            (strcmp(route->valuestring, "auto") && strcmp(route->valuestring, "local") &&
+             strcmp(route->valuestring, "cloud"))) {
+            srv_error_set(e, 400, "invalid_request_error", "invalid_value", "route",
+                          "'route' must be \"auto\", \"local\" or \"cloud\"");
+            goto done;
+        }
+        r->route = !strcmp(route->valuestring, "local")   ? 1
+                   : !strcmp(route->valuestring, "cloud") ? 2
+                                                          : 0;
+    }
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so)) {
@@ -487,7 +528,20 @@ int srv_parse_request(srv_kind kind, const char *body, size_t len, srv_request *
     if (present) r->max_tokens = (int32_t)v;
     if (parse_sampling(root, r, e)) goto done;
     if (parse_unsupported(root, kind, e)) goto done;
+    if (parse_response_format(root, r, e)) goto done;
     if (parse_logprobs(root, kind, r, e)) goto done;
+    const cJSON *ad = cJSON_GetObjectItemCaseSensitive(root, "adapter");
+    if (ad && !cJSON_IsNull(ad)) { /* a LoRA adapter's name; the server checks it exists */
+        if (!cJSON_IsString(ad) || !ad->valuestring[0] || strlen(ad->valuestring) > 64) {
+            bad_type(e, "adapter", "an adapter name (a string of 1 to 64 bytes) or null");
+            goto done;
+        }
+        r->adapter = strdup(ad->valuestring);
+        if (!r->adapter) {
+            srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+            goto done;
+        }
+    }
     if (kind == SRV_CHAT) {
         if (parse_messages(root, r, e)) goto done;
     } else {
@@ -504,6 +558,7 @@ done:
 void srv_request_free(srv_request *r) {
     if (!r) return;
     cJSON_Delete(r->sampling);
+    free(r->adapter);
     for (size_t i = 0; i < r->n_msgs; i++) free((char *)r->msgs[i].content);
     free(r->msgs);
     free(r->prompt);

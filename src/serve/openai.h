@@ -40,7 +40,9 @@ typedef struct srv_request {
     int32_t max_tokens; /* -1 = not given */
     int logprobs;       /* return log-probabilities */
     int top_logprobs;   /* alternatives per token (0..20 chat, 0..5 completions) */
+    int route;          /* hybrid override: 0 auto, 1 "local", 2 "cloud" (slm_route) */
     cJSON *sampling;    /* config keys the request set (temperature, top_p, seed, stop, ...) */
+    char *adapter;      /* "adapter": the LoRA adapter's name (slm serve --lora); NULL = none */
     /* chat */
     slm_chat_message *msgs;
     size_t n_msgs;

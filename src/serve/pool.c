@@ -21,6 +21,11 @@ typedef struct srv_slot {
     int32_t *hist; /* tokens the session holds (prompt + generated), for slot choice */
     int32_t n_hist, cap_hist;
     uint64_t last_used; /* dispatch tick, for least-recently-used ties */
+    /* the LoRA selection the session applies (as a job's adapter_sel/adapter/adapter_scale);
+     * written by the worker while it owns the slot, read by dispatch when it is free */
+    int adapter_sel;
+    const slm_adapter *adapter;
+    float adapter_scale;
 } srv_slot;
 
 struct srv_pool {
@@ -122,6 +127,10 @@ static void dispatch(srv_pool *p) {
             srv_slot *s = &p->slots[i];
             if (s->job) continue;
             int32_t lcp = common_prefix(s->hist, s->n_hist, j->ids, j->n_ids);
+            /* a cache computed with other adapters is of no use: switching recomputes */
+            if (j->adapter_sel && (!s->adapter_sel || s->adapter != j->adapter ||
+                                   s->adapter_scale != j->adapter_scale))
+                lcp = 0;
             if (lcp > best_lcp || (lcp == best_lcp && s->last_used < best->last_used)) {
                 best = s;
                 best_lcp = lcp;
@@ -237,8 +246,21 @@ static void run_job(srv_slot *s, srv_job *j) {
         st = SLM_ERR_CANCELLED;
         snprintf(err, sizeof err, "cancelled before it started");
     } else {
-        st = slm_session_configure(s->sess, j->config_json, strlen(j->config_json));
-        if (st == SLM_OK) {
+        st = SLM_OK;
+        if (j->adapter_sel &&
+            (!s->adapter_sel || s->adapter != j->adapter || s->adapter_scale != j->adapter_scale)) {
+            /* no base reload; the session drops its cache (computed with the old adapters) */
+            st = slm_session_set_adapters(s->sess, j->adapter ? &j->adapter : NULL,
+                                          &j->adapter_scale, j->adapter ? 1 : 0);
+            s->adapter_sel = st == SLM_OK;
+            s->adapter = j->adapter;
+            s->adapter_scale = j->adapter_scale;
+        }
+        if (st == SLM_OK)
+            st = slm_session_configure(s->sess, j->config_json, strlen(j->config_json));
+        if (st == SLM_OK && j->work_fn) {
+            st = j->work_fn(j->work_user, s->sess, &res);
+        } else if (st == SLM_OK) {
             run_ctx c = {s, j};
             slm_session_set_observer(s->sess, on_token, &c);
             if (j->n_top >= 0)

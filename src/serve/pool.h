@@ -34,6 +34,15 @@ typedef struct srv_job {
     char *config_json; /* per-request settings for slm_session_configure */
     double t_arrival_ms, deadline_ms;
     int n_top; /* -1 = no log-probabilities; else alternatives per token (set before submit) */
+    /* LoRA (set before submit): adapter_sel 1 = the slot applies `adapter` (NULL = none) with
+     * adapter_scale first; 0 = the session keeps what its config applies */
+    int adapter_sel;
+    const slm_adapter *adapter;
+    float adapter_scale;
+    /* work other than generation (set before submit): when work_fn is set the worker calls
+     * work_fn(work_user, session, &result) instead of generating (serve/tasks.c) */
+    slm_status (*work_fn)(void *user, slm_session *s, slm_result *res);
+    void *work_user;
     /* output, under mu */
     srv_tok_lp *lps; /* per generated token when n_top >= 0 */
     size_t n_lps, cap_lps;
@@ -49,6 +58,11 @@ typedef struct srv_job {
     double t_last_token_ms;
     int32_t n_tokens_seen;
     struct srv_job *next; /* queue link, under the pool's lock */
+    /* hybrid routing (issue 10, serve/hybrid_serve.c), under mu; hy_route "" = not routed */
+    char hy_route[8];
+    char hy_reason[160];
+    int hy_degraded, hy_partial;
+    char hy_cause[32];
 } srv_job;
 
 /* A job holding `ids` (copied) and `config_json` (copied); refs = 1. */

@@ -2,8 +2,8 @@
  *
  * N slots (one session each) share the model; requests beyond N wait in a
  * bounded queue, and beyond that are refused with 429 and Retry-After.
- * Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
- * GET /health, GET /metrics. docs/SERVER.md describes them.
+ * Endpoints: POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings,
+ * POST /v1/classify, GET /v1/models, GET /health, GET /metrics. docs/SERVER.md describes them.
  *
  * This header depends only on slm.h so that tools can include it without the
  * internal include paths. */
@@ -46,6 +46,10 @@ typedef struct slm_server_opts {
     const char *model_path; /* for the default model_id */
     int max_connections;    /* 0 = SLM_SERVE_MAX_CONNECTIONS */
     int access_log;         /* 1: one line per request on stderr (never prompt text) */
+    /* LoRA adapters "NAME=PATH[:SCALE]", loaded at start; a request chooses one by name
+     * ("adapter": NAME); docs/SERVER.md */
+    const char *const *loras;
+    int n_loras;
 } slm_server_opts;
 
 typedef struct slm_server slm_server;

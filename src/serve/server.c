@@ -24,9 +24,12 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "serve/adapters.h"
+#include "serve/hybrid_serve.h"
 #include "serve/metrics.h"
 #include "serve/openai.h"
 #include "serve/pool.h"
+#include "serve/tasks.h"
 
 #define SRV_WAIT_SLICE_MS 50.0 /* how often a waiting connection checks its socket */
 #define SRV_STREAM_BLOCK 16384 /* bytes per read of a streamed response */
@@ -50,6 +53,7 @@ struct slm_server {
     struct MHD_Daemon *daemon;
     slm_model *model;
     srv_pool *pool;
+    srv_adapters adapters; /* --lora NAME=PATH[:SCALE], chosen per request ("adapter") */
     srv_metrics metrics;
     cJSON *base_sampling; /* per-request keys of the server's config */
     int32_t default_max_tokens, n_ctx, n_vocab;
@@ -71,6 +75,8 @@ struct slm_server {
     conn_track *conns;
     pthread_t reaper;
     int reaper_started;
+    slm_hybrid *hybrid;             /* "mode": "hybrid": requests go through the router */
+    srv_hybrid_metrics *hy_metrics; /* its counters and threads */
 };
 
 typedef enum route {
@@ -81,6 +87,8 @@ typedef enum route {
     R_MODEL_ONE,
     R_HEALTH,
     R_METRICS,
+    R_EMBEDDINGS, /* serve/tasks.c */
+    R_CLASSIFY,
 } route;
 
 typedef struct req_ctx {
@@ -113,7 +121,10 @@ static enum MHD_Result send_body(req_ctx *r, struct MHD_Connection *c, int statu
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
     if (status == 405) {
-        const char *allow = r->rt == R_CHAT || r->rt == R_COMPLETIONS ? "POST" : "GET, HEAD";
+        const char *allow = r->rt == R_CHAT || r->rt == R_COMPLETIONS || r->rt == R_EMBEDDINGS ||
+                                    r->rt == R_CLASSIFY
+                                ? "POST"
+                                : "GET, HEAD";
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     }
     if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
@@ -307,6 +318,7 @@ static int pend_chunk(stream_ctx *st, const char *text, size_t len, const srv_to
         st->rep.lp = &st->lp;
     }
     char *j = srv_chunk_json(&st->rep, text, len, st->first, 0);
+    if (st->rep.finish) j = srv_hybrid_decorate(j, st->job); /* hybrid: the last chunk */
     st->rep.lp = NULL;
     st->first = 0;
     int rc = pend(st, j);
@@ -520,6 +532,15 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
     srv_error e;
     if (srv_parse_request(kind, r->body ? r->body : "", r->len, &q, &e))
         return send_error(r, c, &e);
+    int ad_idx = q.adapter ? srv_adapters_find(&s->adapters, q.adapter) : -1;
+    if (q.adapter && ad_idx < 0) {
+        srv_error_set(&e, 400, "invalid_request_error", "adapter_not_found", "adapter",
+                      "'adapter': this server has no adapter named '%.64s' (it has %d; GET "
+                      "/v1/models lists them)",
+                      q.adapter, s->adapters.n);
+        srv_request_free(&q);
+        return send_error(r, c, &e);
+    }
     int32_t *ids = NULL;
     size_t n = 0;
     enum MHD_Result ret;
@@ -529,12 +550,18 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
         ret = send_error(r, c, &e);
         goto done;
     }
-    if (n >= (size_t)s->n_ctx) {
+    if (s->hybrid && (n >= (size_t)s->n_ctx || q.max_tokens > s->n_ctx - (int32_t)n)) {
+        /* hybrid: the router decides (context_overflow); a local fallback shifts */
+        if (q.max_tokens < 0 || q.max_tokens > s->n_ctx / 2)
+            q.max_tokens =
+                s->default_max_tokens < s->n_ctx / 2 ? s->default_max_tokens : s->n_ctx / 2;
+    } else if (n >= (size_t)s->n_ctx) {
         ret = fail(r, c, 400, "invalid_request_error", "context_length_exceeded",
                    "the context holds %d tokens; the prompt has %zu", s->n_ctx, n);
         goto done;
     }
     int32_t room = s->n_ctx - (int32_t)n;
+    if (room < s->n_ctx / 2 && s->hybrid) room = s->n_ctx / 2;
     int32_t max_tokens = q.max_tokens;
     if (max_tokens > room) {
         ret = fail(r, c, 400, "invalid_request_error", "context_length_exceeded",
@@ -563,7 +590,22 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
         goto done;
     }
     if (q.logprobs) job->n_top = q.top_logprobs;
-    int sub = srv_pool_submit(s->pool, job);
+    if (s->adapters.n > 0) { /* the slot applies this request's adapter, or none */
+        job->adapter_sel = 1;
+        job->adapter = ad_idx >= 0 ? s->adapters.ad[ad_idx] : NULL;
+        job->adapter_scale = ad_idx >= 0 ? s->adapters.scale[ad_idx] : 0.0f;
+    }
+    int sub;
+    if (s->hybrid) {
+        const cJSON *tj = cJSON_GetObjectItemCaseSensitive(q.sampling, "temperature");
+        if (!tj) tj = cJSON_GetObjectItemCaseSensitive(s->base_sampling, "temperature");
+        srv_hybrid_args ha = {
+            s->hybrid, s->pool,  s->hy_metrics, s->model,
+            &q,        s->n_ctx, max_tokens,    cJSON_IsNumber(tj) ? tj->valuedouble : -1.0};
+        sub = srv_hybrid_submit(&ha, job);
+    } else {
+        sub = srv_pool_submit(s->pool, job);
+    }
     if (sub == SRV_SUBMIT_FULL) {
         ret = fail(r, c, 429, "overloaded_error", "queue_full",
                    "all %d slots are busy and the queue is full; retry later",
@@ -701,6 +743,7 @@ static enum MHD_Result handle_generate(req_ctx *r, struct MHD_Connection *c, srv
     } else {
         body = srv_reply_json(&rep, job->text, job->len);
     }
+    body = srv_hybrid_decorate(body, job);
     ret =
         body ? send_json(r, c, 200, body) : fail(r, c, 500, "server_error", NULL, "out of memory");
 done:
@@ -708,6 +751,88 @@ done:
     free(cfg);
     free(ids);
     srv_request_free(&q);
+    return ret;
+}
+
+/* ---- embeddings and classification (serve/tasks.c) ---------------------------------------- */
+
+/* Runs a task on a slot's session: queued like a generation, answered whole. */
+static enum MHD_Result handle_task(req_ctx *r, struct MHD_Connection *c, srv_task_kind kind) {
+    slm_server *s = r->srv;
+    srv_task t;
+    srv_error e;
+    if (srv_task_parse(kind, r->body ? r->body : "", r->len, s->model, s->n_ctx, &t, &e))
+        return send_error(r, c, &e);
+    enum MHD_Result ret;
+    srv_job *job = srv_job_new(NULL, 0, "{}", r->t_start, r->t_start + s->timeout_ms);
+    if (!job) {
+        ret = fail(r, c, 500, "server_error", NULL, "out of memory");
+        goto done;
+    }
+    job->work_fn = srv_task_run;
+    job->work_user = &t;
+    t.cancel = &job->cancel;
+    job->adapter_sel = s->adapters.n > 0; /* the base model, whatever the slot applied last */
+    int sub = srv_pool_submit(s->pool, job);
+    if (sub != SRV_SUBMIT_OK) {
+        ret = sub == SRV_SUBMIT_FULL
+                  ? fail(r, c, 429, "overloaded_error", "queue_full",
+                         "all %d slots are busy and the queue is full; retry later",
+                         srv_pool_n_slots(s->pool))
+                  : fail(r, c, 503, "overloaded_error", "shutting_down",
+                         "the server is shutting down; retry later");
+        goto done;
+    }
+    /* The task lives on this stack: wait for the end (or withdraw it from the
+     * queue), asking a running job to stop when the client leaves. */
+    int fd = connection_fd(c), client_left = 0;
+    pthread_mutex_lock(&job->mu);
+    while (job->state != SRV_JOB_DONE) {
+        int none = SRV_CANCEL_NONE;
+        int late = slm_now_ms() > job->deadline_ms;
+        if (!client_left && client_gone(fd)) {
+            client_left = 1;
+            atomic_compare_exchange_strong(&job->cancel, &none, SRV_CANCEL_CLIENT);
+        } else if (late) {
+            atomic_compare_exchange_strong(&job->cancel, &none, SRV_CANCEL_DEADLINE);
+        }
+        if ((client_left || late) && job->state == SRV_JOB_QUEUED) {
+            pthread_mutex_unlock(&job->mu);
+            srv_pool_withdraw(s->pool, job);
+            pthread_mutex_lock(&job->mu);
+            continue;
+        }
+        srv_job_wait(job, SRV_WAIT_SLICE_MS);
+    }
+    pthread_mutex_unlock(&job->mu);
+    if (client_left) {
+        r->status = 499;
+        ret = MHD_NO;
+        goto done;
+    }
+    int why = atomic_load(&job->cancel);
+    if (job->never_ran && why == SRV_CANCEL_DEADLINE) {
+        srv_metrics_event(&s->metrics, 0, 1);
+        ret = fail(r, c, 503, "overloaded_error", "queue_timeout",
+                   "no slot became free before the request's deadline; retry later");
+        goto done;
+    }
+    if (job->status == SLM_ERR_INVALID_ARG && why == SRV_CANCEL_NONE) {
+        ret = fail(r, c, 400, "invalid_request_error", "invalid_value", "%s", job->error);
+        goto done;
+    }
+    if (job->status != SLM_OK || job->never_ran || why == SRV_CANCEL_DEADLINE ||
+        why == SRV_CANCEL_SHUTDOWN) {
+        job_error(job, &e);
+        ret = send_error(r, c, &e);
+        goto done;
+    }
+    char *body = srv_task_reply(&t, s->model_id);
+    ret =
+        body ? send_json(r, c, 200, body) : fail(r, c, 500, "server_error", NULL, "out of memory");
+done:
+    srv_job_unref(job);
+    srv_task_free(&t);
     return ret;
 }
 
@@ -721,6 +846,14 @@ static cJSON *model_object(slm_server *s) {
     cJSON_AddNumberToObject(m, "created", (double)s->created);
     cJSON_AddStringToObject(m, "owned_by", "slm");
     cJSON_AddNumberToObject(m, "context_length", s->n_ctx);
+    cJSON *ads = s->adapters.n > 0 ? cJSON_AddArrayToObject(m, "adapters") : NULL;
+    for (int i = 0; ads && i < s->adapters.n; i++) { /* chosen with "adapter": NAME */
+        cJSON *a = cJSON_CreateObject();
+        if (!a) break;
+        cJSON_AddStringToObject(a, "name", s->adapters.name[i]);
+        cJSON_AddNumberToObject(a, "scale", s->adapters.scale[i]);
+        cJSON_AddItemToArray(ads, a);
+    }
     return m;
 }
 
@@ -767,6 +900,7 @@ static enum MHD_Result handle_metrics(req_ctx *r, struct MHD_Connection *c) {
     size_t len = 0;
     char *text = srv_metrics_render(&r->srv->metrics, &len);
     if (!text) return fail(r, c, 500, "server_error", NULL, "out of memory");
+    if (r->srv->hybrid) text = srv_hybrid_metrics_append(r->srv->hy_metrics, text, &len);
     return send_body(r, c, 200, "text/plain; version=0.0.4", text, len);
 }
 
@@ -783,6 +917,8 @@ static void route_of(req_ctx *r, const char *url) {
         {"/v1/models", R_MODELS, SRV_EP_MODELS},
         {"/health", R_HEALTH, SRV_EP_HEALTH},
         {"/metrics", R_METRICS, SRV_EP_METRICS},
+        {"/v1/embeddings", R_EMBEDDINGS, SRV_EP_EMBEDDINGS},
+        {"/v1/classify", R_CLASSIFY, SRV_EP_CLASSIFY},
     };
     r->rt = R_NONE;
     r->ep = SRV_EP_OTHER;
@@ -825,7 +961,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         copy_printable(r->method, sizeof r->method, method);
         copy_printable(r->path, sizeof r->path, url);
         route_of(r, url);
-        int post = r->rt == R_CHAT || r->rt == R_COMPLETIONS;
+        int post = r->rt == R_CHAT || r->rt == R_COMPLETIONS || r->rt == R_EMBEDDINGS ||
+                   r->rt == R_CLASSIFY;
         int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
         if (atomic_load(&s->draining) && r->rt != R_HEALTH)
             return fail(r, c, 503, "overloaded_error", "shutting_down",
@@ -899,6 +1036,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return handle_generate(r, c, SRV_CHAT);
     case R_COMPLETIONS:
         return handle_generate(r, c, SRV_COMPLETION);
+    case R_EMBEDDINGS:
+        return handle_task(r, c, SRV_TASK_EMBED);
+    case R_CLASSIFY:
+        return handle_task(r, c, SRV_TASK_CLASSIFY);
     case R_MODELS:
         return handle_models(r, c);
     case R_MODEL_ONE:
@@ -987,6 +1128,15 @@ static slm_status base_config(const slm_config *cfg, int parallel, slm_config **
             cJSON *it = cJSON_GetObjectItemCaseSensitive(all, keys[i]);
             if (it) cJSON_AddItemToObject(smp, keys[i], cJSON_Duplicate(it, 1));
         }
+        /* constrained output (issue 7): the server's own, else none */
+        static const char *const gkeys[] = {"grammar", "json_schema", "json_object"};
+        int has_grammar = 0;
+        for (size_t i = 0; smp && i < 3; i++) {
+            cJSON *it = cJSON_GetObjectItemCaseSensitive(all, gkeys[i]);
+            if (it) cJSON_AddItemToObject(smp, gkeys[i], cJSON_Duplicate(it, 1));
+            has_grammar |= it != NULL;
+        }
+        if (smp && !has_grammar) cJSON_AddNullToObject(smp, "grammar");
         const cJSON *mt = cJSON_GetObjectItemCaseSensitive(all, "max_tokens");
         *max_tokens = cJSON_IsNumber(mt) ? (int32_t)mt->valuedouble : 128;
         if (*max_tokens < 1) *max_tokens = 1;
@@ -1061,8 +1211,18 @@ slm_status slm_server_start(slm_model *model, const slm_config *cfg, const slm_s
         s->n_vocab = info.n_vocab;
         st = base_config(cfg, parallel, &base, &s->base_sampling, &s->default_max_tokens);
     }
+    if (st == SLM_OK) st = srv_adapters_load(&s->adapters, model, cfg, o->loras, o->n_loras);
     if (st == SLM_OK) st = srv_pool_new(model, base, parallel, queue, &s->metrics, &s->pool);
     slm_config_free(base);
+    if (st == SLM_OK && cfg) { /* hybrid deployment (issue 10) */
+        st = slm_hybrid_new(model, cfg, &s->hybrid);
+        if (st == SLM_OK && !slm_hybrid_enabled(s->hybrid)) {
+            slm_hybrid_free(s->hybrid);
+            s->hybrid = NULL;
+        }
+        if (st == SLM_OK && s->hybrid && !(s->hy_metrics = srv_hybrid_metrics_new()))
+            st = slm_fail(SLM_ERR_NOMEM, "out of memory");
+    }
     if (st != SLM_OK) {
         slm_server_free(s);
         return st;
@@ -1138,6 +1298,7 @@ void slm_server_shutdown(slm_server *s, double grace_s) {
         double until = slm_now_ms() + 1e3 * (grace_s > 0 ? grace_s : 0);
         while (srv_pool_busy(s->pool) > 0 && slm_now_ms() < until) sleep_ms(10);
         srv_pool_cancel_running(s->pool, SRV_CANCEL_SHUTDOWN);
+        srv_hybrid_stop(s->hy_metrics); /* routing threads end (they use the pool) */
         while (srv_pool_busy(s->pool) > 0) sleep_ms(10);
     }
     /* Let responses and streams send their last bytes. */
@@ -1157,7 +1318,11 @@ void slm_server_shutdown(slm_server *s, double grace_s) {
 void slm_server_free(slm_server *s) {
     if (!s) return;
     slm_server_shutdown(s, 0);
+    srv_hybrid_stop(s->hy_metrics);
     srv_pool_free(s->pool);
+    slm_hybrid_free(s->hybrid);
+    srv_hybrid_metrics_free(s->hy_metrics);
+    srv_adapters_free(&s->adapters); /* after the sessions that applied them */
     cJSON_Delete(s->base_sampling);
     if (s->api_key) {
         volatile char *k = s->api_key;

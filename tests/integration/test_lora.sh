@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # LoRA adapters as a user drives them (issue 8): slm run --lora, the config's
-# "adapters", slm lora merge, refusals of malformed or unsigned adapters.
+# "adapters", slm lora merge, refusals of malformed or unsigned adapters,
+# Hugging Face PEFT adapters, merging under the signature policy.
 source "$(dirname "$0")/lib.sh"
 
 expect_status 0 "lora --help" "$SLM" lora --help
@@ -143,5 +144,132 @@ printf 'x' >>"$A"
 expect_status 1 "tampered adapter refused" "$SLM" "${RUN[@]}" -m "$TMPD/model.gguf" \
   --config "{$TRUST}" --lora "$A"
 stderr_has "mismatch" "tampered adapter refused"
+
+# Hugging Face PEFT: the same adapter as GGUF (llama.cpp layout) and as PEFT
+# (HF layout: q/k lora_B rows in HF order, which llama.cpp's converter
+# permutes per head: GGUF row 2i+a = HF row a*hd/2+i); both give one output.
+# mkpeft GGUF_OUT PEFT_DIR SEED
+mkpeft() {
+  python3 - "$@" <<'EOF2'
+import json, os, random, struct, sys
+gout, pdir, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = random.Random(seed)
+r, alpha = 8, 16.0
+# stem, HF module, n_in, n_out, heads (for the q/k permutation)
+mods = [("attn_q", "self_attn.q_proj", 64, 64, 8), ("attn_k", "self_attn.k_proj", 64, 32, 4),
+        ("attn_v", "self_attn.v_proj", 64, 32, 0), ("ffn_up", "mlp.up_proj", 64, 172, 0),
+        ("ffn_down", "mlp.down_proj", 172, 64, 0)]
+def s(x):
+    b = x.encode()
+    return struct.pack("<Q", len(b)) + b
+kv = [("general.architecture", 8, s("llama")), ("general.type", 8, s("adapter")),
+      ("adapter.type", 8, s("lora")), ("adapter.lora.alpha", 6, struct.pack("<f", alpha))]
+gt, st = [], []
+for layer in (0, 3):
+    for stem, hf, n_in, n_out, heads in mods:
+        A = [[rng.gauss(0, 0.2) for _ in range(n_in)] for _ in range(r)]
+        B = [[rng.gauss(0, 0.2) for _ in range(r)] for _ in range(n_out)]  # GGUF row order
+        gt.append(("blk.%d.%s.weight.lora_a" % (layer, stem), [n_in, r], sum(A, [])))
+        gt.append(("blk.%d.%s.weight.lora_b" % (layer, stem), [r, n_out], sum(B, [])))
+        Bhf = B
+        if heads:
+            hd = n_out // heads
+            Bhf = [None] * n_out
+            for h in range(heads):
+                for i in range(hd // 2):
+                    for a in range(2):
+                        Bhf[h * hd + a * hd // 2 + i] = B[h * hd + 2 * i + a]
+        pre = "base_model.model.model.layers.%d.%s" % (layer, hf)
+        st.append((pre + ".lora_A.weight", [r, n_in], sum(A, [])))
+        st.append((pre + ".lora_B.weight", [n_out, r], sum(Bhf, [])))
+head = b"GGUF" + struct.pack("<IQQ", 3, len(gt), len(kv))
+for k, t, v in kv:
+    head += s(k) + struct.pack("<I", t) + v
+data, off = b"", 0
+for name, ne, vals in gt:
+    head += s(name) + struct.pack("<I", 2) + struct.pack("<QQ", *ne) + struct.pack("<IQ", 0, off)
+    blob = struct.pack("<%df" % len(vals), *vals)
+    blob += b"\0" * (-len(blob) % 32)
+    data += blob
+    off += len(blob)
+head += b"\0" * (-len(head) % 32)
+open(gout, "wb").write(head + data)
+os.makedirs(pdir, exist_ok=True)
+hdr, data, off = {"__metadata__": {"format": "pt"}}, b"", 0
+for name, shape, vals in st:
+    blob = struct.pack("<%df" % len(vals), *vals)
+    hdr[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(blob)]}
+    data += blob
+    off += len(blob)
+h = json.dumps(hdr).encode()
+h += b" " * (-len(h) % 8)
+open(os.path.join(pdir, "adapter_model.safetensors"), "wb").write(struct.pack("<Q", len(h)) + h + data)
+cfg = {"peft_type": "LORA", "r": r, "lora_alpha": alpha, "bias": "none",
+       "target_modules": ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]}
+open(os.path.join(pdir, "adapter_config.json"), "w").write(json.dumps(cfg))
+EOF2
+}
+P="$TMPD/peft"
+mkpeft "$TMPD/peft.gguf" "$P" 5
+expect_status 0 "run GGUF twin of PEFT" "$SLM" "${RUN[@]}" -m "$M" --lora "$TMPD/peft.gguf"
+cp "$TMPD/out" "$TMPD/pg.txt"
+check "the adapter changes the output" bash -c "! cmp -s '$TMPD/pg.txt' '$TMPD/base.txt'"
+expect_status 0 "run --lora PEFT dir" "$SLM" "${RUN[@]}" -m "$M" --lora "$P"
+check "PEFT = its GGUF twin" cmp -s "$TMPD/out" "$TMPD/pg.txt"
+expect_status 0 "run --lora PEFT safetensors" "$SLM" "${RUN[@]}" -m "$M" \
+  --lora "$P/adapter_model.safetensors:1"
+check "PEFT by its .safetensors path" cmp -s "$TMPD/out" "$TMPD/pg.txt"
+expect_status 0 "lora merge PEFT" "$SLM" lora merge "$M" "$P" "$TMPD/pm.gguf"
+expect_status 0 "run merged PEFT" "$SLM" "${RUN[@]}" -m "$TMPD/pm.gguf"
+check "merged PEFT = base + PEFT" cmp -s "$TMPD/out" "$TMPD/pg.txt"
+cp -r "$P" "$TMPD/peft-bias"
+printf '{"r":8,"lora_alpha":16,"bias":"lora_only"}' >"$TMPD/peft-bias/adapter_config.json"
+expect_status 1 "PEFT bias refused" "$SLM" "${RUN[@]}" -m "$M" --lora "$TMPD/peft-bias"
+stderr_has '"bias" is "lora_only"' "PEFT bias refused says why"
+head -c 300 "$P/adapter_model.safetensors" >"$TMPD/peft-bias/adapter_model.safetensors"
+printf '{"r":8,"lora_alpha":16}' >"$TMPD/peft-bias/adapter_config.json"
+expect_status 1 "PEFT truncated refused" "$SLM" "${RUN[@]}" -m "$M" --lora "$TMPD/peft-bias"
+stderr_has "adapter_model.safetensors" "PEFT truncated names the file"
+
+# slm bench --lora: decode speed with and without the adapter, in one run
+expect_status 0 "bench --lora" "$SLM" bench -m "$M" -t 1 -p 8 -n 8 -r 1 --lora "$P:0.5" --json
+check "bench reports the adapter's decode rate and cost" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["adapter_decode_tps"] > 0 and d["decode_tps"] > 0, d
+assert abs(d["adapter_cost_pct"] - 100 * (1 - d["adapter_decode_tps"] / d["decode_tps"])) < 0.01, d
+assert d["adapter_scale"] == 0.5, d
+' "$TMPD/out"
+expect_status 0 "bench --lora text" "$SLM" bench -m "$M" -t 1 -p 8 -n 8 -r 1 --lora "$TMPD/peft.gguf"
+stdout_has "with adapter" "bench --lora text"
+expect_status 1 "bench --lora missing" "$SLM" bench -m "$M" -t 1 -p 8 -n 8 -r 1 --lora "$TMPD/nope.gguf"
+stderr_has "nope.gguf" "bench --lora missing names it"
+expect_status 0 "bench --help" "$SLM" bench --help
+stdout_has "adapter_cost_pct" "bench --help documents --lora"
+
+# merge under the signature policy: base and adapter verified first
+expect_status 2 "merge --require-signature without trust dir" "$SLM" lora merge \
+  "$TMPD/model.gguf" "$P" "$TMPD/sm.gguf" --require-signature
+stderr_has "trust dir" "merge --require-signature without trust dir"
+expect_status 1 "merge unsigned PEFT refused" "$SLM" lora merge "$TMPD/model.gguf" "$P" \
+  "$TMPD/sm.gguf" --trust-dir "$K/trust"
+stderr_has "signature" "merge unsigned PEFT refused"
+check "no output after a refused merge" test ! -e "$TMPD/sm.gguf"
+"$SLM" sign "$P/adapter_model.safetensors" --key "$K/alice.key" >/dev/null 2>&1
+expect_status 1 "merge PEFT without config signature" "$SLM" lora merge "$TMPD/model.gguf" "$P" \
+  "$TMPD/sm.gguf" --trust-dir "$K/trust"
+stderr_has "adapter_config.json" "merge PEFT without config signature names it"
+"$SLM" sign "$P/adapter_config.json" --key "$K/alice.key" >/dev/null 2>&1
+expect_status 0 "merge signed PEFT" "$SLM" lora merge "$TMPD/model.gguf" "$P" "$TMPD/sm.gguf" \
+  --trust-dir "$K/trust"
+stderr_has "verified" "merge signed PEFT"
+expect_status 1 "merge unsigned base refused (config)" "$SLM" lora merge "$M" "$P" \
+  "$TMPD/sm2.gguf" --config "{$TRUST}"
+stderr_has "stories260K.gguf" "merge unsigned base names it"
+expect_status 0 "merge signed via config" "$SLM" lora merge "$TMPD/model.gguf" "$P" \
+  "$TMPD/sm2.gguf" --config "{$TRUST}"
+expect_status 0 "run signed PEFT" "$SLM" "${RUN[@]}" -m "$TMPD/model.gguf" --config "{$TRUST}" \
+  --lora "$P"
+check "signed PEFT output" cmp -s "$TMPD/out" "$TMPD/pg.txt"
 
 finish

@@ -148,8 +148,12 @@ static void test_parse_bad(void) {
          "invalid_type", "frequency_penalty"},
         {SRV_CHAT,
          "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":"
-         "\"json_object\"}}",
-         "unsupported_parameter", "response_format"},
+         "\"json_schema\",\"json_schema\":{\"name\":\"n\",\"schema\":{\"uniqueItems\":true}}}}",
+         "invalid_value", "response_format"},
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":"
+         "\"xml\"}}",
+         "invalid_value", "response_format"},
         {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":\"yes\"}",
          "invalid_type", "stream"},
         {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}",

@@ -23,6 +23,9 @@ int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_lora(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_eval_intent(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 /* The quality report of slm compare (and slm quantize --eval). */
 void cli_print_compare(FILE *out, const slm_compare_result *r, int json, int32_t ctx);
 

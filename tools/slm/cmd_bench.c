@@ -24,6 +24,7 @@
 #endif
 
 #include "cli.h"
+#include "cli_grammar.h"
 
 static const char *BENCH_HELP =
     "usage: slm bench -m MODEL [options]\n"
@@ -56,6 +57,18 @@ static const char *BENCH_HELP =
     "                          and show the model's achieved GB/s beside it\n"
     "      --watts-per-core W  power of one busy core for the energy estimate used\n"
     "                          when no RAPL or battery reading exists (default 5)\n"
+    "      --lora FILE[:SCALE] also measure decode with this LoRA adapter (GGUF file or\n"
+    "                          PEFT directory) active: each repetition generates again\n"
+    "                          on the same session with the adapter applied; reported\n"
+    "                          as adapter decode tok/s and its cost in % of the decode\n"
+    "                          rate without it (JSON: adapter_decode_tps,\n"
+    "                          adapter_cost_pct); no signature check\n"
+    "      --json-schema FILE  also measure decode constrained to this JSON Schema: each\n"
+    "                          repetition generates again on the same session with the\n"
+    "                          schema (greedy; it stops when the JSON is complete, so\n"
+    "                          give a schema with long output); reported as schema\n"
+    "                          decode tok/s and its cost in % (JSON: schema_decode_tps,\n"
+    "                          schema_cost_pct, schema_tokens)\n"
     "  -h, --help              this help\n"
     "\n"
     "Energy per inference comes from RAPL (/sys/class/powercap/*-rapl*/energy_uj,\n"
@@ -471,12 +484,19 @@ typedef struct bench_opts {
     long threads, n_prompt, n_gen, reps;
     int json, cold, drop_cache, bandwidth;
     double watts_per_core;
+    const char *lora; /* --lora: adapter path (NULL = none) */
+    char *schema_cfg; /* --json-schema: config fragment (NULL = none) */
+    char lora_path[4096];
+    float lora_scale;
 } bench_opts;
 
 typedef struct run_result {
     double verify_ms; /* part of load_ms: slm_model_verify_ms, 0 when not required */
     double load_ms, session_ms, ttft_ms, prefill_ms, prefill_tps, decode_tps, energy_mj;
-    double *lat; /* n_gen - 1 decode step latencies, ms */
+    /* --lora: the same generation with the adapter applied */
+    double adapter_decode_tps;
+    double schema_decode_tps, schema_tokens; /* --json-schema */
+    double *lat;                             /* n_gen - 1 decode step latencies, ms */
     size_t n_lat;
 } run_result;
 
@@ -582,6 +602,56 @@ static uint64_t read_bytes_per_token(const slm_model *m) {
     return has_output ? sum : sum + embd;
 }
 
+/* --lora: generates the same tokens on session s with the adapter applied
+ * (switching drops the cache, so the prompt is recomputed), then removes it,
+ * and measures the decode rate as bench_once does. */
+static int bench_adapter(const bench_opts *o, slm_model *model, slm_session *s, const int32_t *ids,
+                         observer_state *obs, run_result *r) {
+    slm_adapter *ad = NULL;
+    slm_status st = slm_adapter_load(model, o->lora, &ad);
+    if (st != SLM_OK) return cli_fail("--lora", st);
+    const slm_adapter *one[1] = {ad};
+    st = slm_session_set_adapters(s, one, &o->lora_scale, 1);
+    slm_result res;
+    obs->n = 0;
+    if (st == SLM_OK) st = slm_generate_tokens(s, ids, (size_t)o->n_prompt, NULL, NULL, &res);
+    slm_session_set_adapters(s, NULL, NULL, 0);
+    slm_adapter_free(ad);
+    if (st != SLM_OK) return cli_fail("generate with the adapter", st);
+    if (obs->n != (size_t)o->n_gen) {
+        fprintf(stderr, "slm bench: generated %zu tokens with the adapter, expected %ld\n", obs->n,
+                o->n_gen);
+        return CLI_ERROR;
+    }
+    double span = obs->t[obs->n - 1] - obs->t[0];
+    r->adapter_decode_tps = span > 0 ? (double)(obs->n - 1) / (span * 1e-3) : NAN;
+    return CLI_OK;
+}
+
+/* --json-schema: generates again on session s with the schema and measures
+ * the decode rate as bench_once does (the prompt is cached by then). */
+static int bench_schema(const bench_opts *o, slm_session *s, const int32_t *ids,
+                        observer_state *obs, run_result *r) {
+    slm_status st = slm_session_configure(s, o->schema_cfg, strlen(o->schema_cfg));
+    if (st != SLM_OK) return cli_fail("--json-schema", st);
+    slm_result res;
+    obs->n = 0;
+    st = slm_generate_tokens(s, ids, (size_t)o->n_prompt, NULL, NULL, &res);
+    slm_session_configure(s, "{\"grammar\":null}", 16);
+    if (st != SLM_OK) return cli_fail("generate with the schema", st);
+    if (obs->n < 3) {
+        fprintf(stderr,
+                "slm bench: the schema's output was complete after %zu tokens: too few to time "
+                "(give a schema whose output is longer)\n",
+                obs->n);
+        return CLI_ERROR;
+    }
+    double span = obs->t[obs->n - 1] - obs->t[0];
+    r->schema_decode_tps = span > 0 ? (double)(obs->n - 1) / (span * 1e-3) : NAN;
+    r->schema_tokens = (double)obs->n;
+    return CLI_OK;
+}
+
 static int bench_once(const bench_opts *o, const slm_config *cfg, const int32_t *prompt_in,
                       const energy_src *es, run_result *r, model_facts *facts) {
     memset(r, 0, sizeof *r);
@@ -628,6 +698,12 @@ static int bench_once(const bench_opts *o, const slm_config *cfg, const int32_t 
         ids = prompt;
     }
     slm_session_set_observer(s, on_token, &obs);
+    /* --lora: every other repetition measures the adapter first, so that drift in the
+     * machine's speed does not always favour the same side */
+    static unsigned n_calls;
+    int adapter_first = o->lora && (n_calls++ & 1u);
+    if (adapter_first && bench_adapter(o, model, s, ids, &obs, r) != CLI_OK) goto done;
+    obs.n = 0;
     slm_result res;
     energy_mark e0, e1;
     energy_mark_now(es, &e0);
@@ -651,6 +727,8 @@ static int bench_once(const bench_opts *o, const slm_config *cfg, const int32_t 
     for (size_t i = 1; i < obs.n; i++) r->lat[r->n_lat++] = obs.t[i] - obs.t[i - 1];
     double span = obs.t[obs.n - 1] - obs.t[0];
     r->decode_tps = span > 0 ? (double)(obs.n - 1) / (span * 1e-3) : NAN;
+    if (o->lora && !adapter_first && bench_adapter(o, model, s, ids, &obs, r) != CLI_OK) goto done;
+    if (o->schema_cfg && bench_schema(o, s, ids, &obs, r) != CLI_OK) goto done;
     if (facts) {
         slm_model_info mi;
         if (slm_model_get_info(model, &mi) == SLM_OK) {
@@ -815,6 +893,9 @@ typedef struct summary {
     stat3 cold_ready, cold_first, cold_load;
     int verify_required; /* the config's require_signature */
     stat3 verify, cold_verify;
+    /* --lora */
+    stat3 adapter_decode;
+    stat3 schema_decode, schema_tokens; /* --json-schema */
 } summary;
 
 static void json_num(FILE *out, const char *key, double v, int comma) {
@@ -869,6 +950,19 @@ static void print_json(const bench_opts *o, const machine *mc, const model_facts
     json_num(out, "decode_p99_ms", s->p99, 1);
     json_num(out, "decode_max_ms", s->pmax, 1);
     json_num(out, "decode_steps", (double)s->n_lat, 1);
+    if (o->lora) {
+        json_str(out, "adapter", o->lora, 1);
+        json_num(out, "adapter_scale", o->lora_scale, 1);
+        json_num(out, "adapter_decode_tps", s->adapter_decode.med, 1);
+        json_num(out, "adapter_cost_pct", 100.0 * (1.0 - s->adapter_decode.med / s->decode.med), 1);
+        json_stat(out, "adapter_decode", s->adapter_decode);
+    }
+    if (o->schema_cfg) {
+        json_num(out, "schema_decode_tps", s->schema_decode.med, 1);
+        json_num(out, "schema_cost_pct", 100.0 * (1.0 - s->schema_decode.med / s->decode.med), 1);
+        json_num(out, "schema_tokens", s->schema_tokens.med, 1);
+        json_stat(out, "schema_decode", s->schema_decode);
+    }
     json_num(out, "peak_rss_bytes", (double)peak, 1);
     json_num(out, "mapped_bytes", (double)f->mapped_bytes, 1);
     json_num(out, "kv_cache_bytes", (double)f->kv_bytes, 1);
@@ -930,6 +1024,18 @@ static void print_text(const bench_opts *o, const machine *mc, const model_facts
     ROW("time to 1st token", s->ttft, "ms");
     ROW("prefill", s->prefill, "tok/s");
     ROW("decode", s->decode, "tok/s");
+    if (o->lora) {
+        char unit[96];
+        snprintf(unit, sizeof unit, "tok/s with the adapter (%+.1f%% cost)",
+                 100.0 * (1.0 - s->adapter_decode.med / s->decode.med));
+        ROW("  with adapter", s->adapter_decode, unit);
+    }
+    if (o->schema_cfg) {
+        char unit[96];
+        snprintf(unit, sizeof unit, "tok/s with the schema (%+.1f%% cost, %.0f tokens)",
+                 100.0 * (1.0 - s->schema_decode.med / s->decode.med), s->schema_tokens.med);
+        ROW("  with schema", s->schema_decode, unit);
+    }
     ROW("energy", s->energy,
         es->kind == 2   ? "mJ per inference (estimated)"
         : es->kind == 1 ? "mJ per inference (battery)"
@@ -998,6 +1104,28 @@ int cmd_bench(int argc, char **argv) {
             o.drop_cache = 1;
         } else if (!strcmp(a, "--bandwidth")) {
             o.bandwidth = 1;
+        } else if (!strcmp(a, "--json-schema")) {
+            CLI_VALUE("bench", v);
+            cli_grammar g = {.schema_file = v};
+            free(o.schema_cfg);
+            o.schema_cfg = cli_grammar_config_json("bench", &g);
+            if (!o.schema_cfg) return CLI_ERROR;
+        } else if (!strcmp(a, "--lora")) {
+            CLI_VALUE("bench", v);
+            const char *colon = strrchr(v, ':');
+            size_t pl = strlen(v);
+            double sc = 1.0;
+            char *end = NULL;
+            if (colon && colon[1] && (sc = strtod(colon + 1, &end), *end == '\0'))
+                pl = (size_t)(colon - v);
+            else
+                sc = 1.0;
+            if (pl == 0 || pl >= sizeof o.lora_path || !isfinite(sc) || fabs(sc) > 1e6)
+                return cli_usage_error("bench", "--lora '%s': expected FILE[:SCALE]", v);
+            memcpy(o.lora_path, v, pl);
+            o.lora_path[pl] = '\0';
+            o.lora = o.lora_path;
+            o.lora_scale = (float)sc;
         } else if (!strcmp(a, "--cold-child")) { /* hidden: a --cold repetition */
             CLI_VALUE("bench", cold_child_t);
         } else {
@@ -1051,13 +1179,15 @@ int cmd_bench(int argc, char **argv) {
     double *v_cr = calloc(nr, sizeof(double)), *v_cf = calloc(nr, sizeof(double));
     double *v_cl = calloc(nr, sizeof(double));
     double *v_ver = calloc(nr, sizeof(double)), *v_cver = calloc(nr, sizeof(double));
+    double *v_ad = calloc(nr, sizeof(double));
+    double *v_sch = calloc(nr, sizeof(double)), *v_stk = calloc(nr, sizeof(double));
     double *lat = calloc(nr * (size_t)o.n_gen, sizeof(double));
     size_t n_lat = 0;
     summary s;
     memset(&s, 0, sizeof s);
     s.verify_required = signature_required(cfg);
     if (!v_load || !v_ttft || !v_pre || !v_dec || !v_en || !v_cr || !v_cf || !v_cl || !v_ver ||
-        !v_cver || !lat) {
+        !v_cver || !lat || !v_ad || !v_sch || !v_stk) {
         fprintf(stderr, "slm bench: out of memory\n");
         rc = CLI_ERROR;
         goto done;
@@ -1079,6 +1209,9 @@ int cmd_bench(int argc, char **argv) {
         v_ttft[k] = r.ttft_ms;
         v_pre[k] = r.prefill_tps;
         v_dec[k] = r.decode_tps;
+        v_ad[k] = r.adapter_decode_tps;
+        v_sch[k] = r.schema_decode_tps;
+        v_stk[k] = r.schema_tokens;
         v_en[k] = r.energy_mj;
         memcpy(lat + n_lat, r.lat, r.n_lat * sizeof *lat);
         n_lat += r.n_lat;
@@ -1121,6 +1254,9 @@ int cmd_bench(int argc, char **argv) {
     s.ttft = summarize(v_ttft, nr);
     s.prefill = summarize(v_pre, nr);
     s.decode = summarize(v_dec, nr);
+    s.adapter_decode = summarize(v_ad, nr);
+    s.schema_decode = summarize(v_sch, nr);
+    s.schema_tokens = summarize(v_stk, nr);
     s.energy = summarize(v_en, nr);
     qsort(lat, n_lat, sizeof *lat, cmp_double);
     s.n_lat = n_lat;
@@ -1143,6 +1279,10 @@ done:
     free(v_cl);
     free(v_ver);
     free(v_cver);
+    free(v_ad);
+    free(v_sch);
+    free(v_stk);
+    free(o.schema_cfg);
     free(lat);
     slm_config_free(cfg);
     return rc;

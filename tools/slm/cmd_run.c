@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_grammar.h"
 
 static const char *RUN_HELP =
     "usage: slm run [-m MODEL] -p PROMPT [options]\n"
@@ -28,10 +29,19 @@ static const char *RUN_HELP =
     "                          (default -1: the BOS token; at most half the context)\n"
     "      --config JSON|FILE  runtime config, e.g. '{\"max_tokens\":128,\"quant\":\"int8\"}';\n"
     "                          flags given on the command line override it\n"
-    "      --lora FILE[:SCALE] apply a LoRA adapter (llama.cpp GGUF format) with this\n"
-    "                          scale (default 1; repeatable, at most 8); replaces the\n"
+    "      --lora FILE[:SCALE] apply a LoRA adapter (llama.cpp GGUF file, or a Hugging\n"
+    "                          Face PEFT directory: adapter_config.json +\n"
+    "                          adapter_model.safetensors) with this scale (default 1;\n"
+    "                          repeatable, at most 8); replaces the\n"
     "                          config's \"adapters\"; signatures are required as for\n"
-    "                          the model when the config says require_signature\n"
+    "                          the model when the config says require_signature\n" CLI_GRAMMAR_HELP
+    "      --route R           hybrid routing: auto (the router decides), local, cloud;\n"
+    "                          the config's \"mode\" must be \"hybrid\" for the cloud to\n"
+    "                          be used (docs/HYBRID.md); in \"local\" mode nothing leaves\n"
+    "                          the machine whatever R says\n"
+    "      --json              print one JSON object {\"text\", \"route\", \"reason\",\n"
+    "                          \"degraded\", \"degraded_cause\", \"usage\"} instead of\n"
+    "                          streaming the text\n"
     "      --echo              print the prompt before the continuation\n"
     "  -q, --quiet             no timing line on stderr\n"
     "  -h, --help              this help\n"
@@ -83,6 +93,64 @@ static int on_text(void *user, const char *text, size_t len) {
     return 0;
 }
 
+/* --json: the text is collected, not streamed. */
+typedef struct run_text {
+    char *s;
+    size_t len, cap;
+    int failed;
+} run_text;
+
+static int collect_text(void *user, const char *text, size_t len) {
+    run_text *t = user;
+    if (t->failed) return 1;
+    if (t->len + len + 1 > t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 4096;
+        while (nc < t->len + len + 1) nc *= 2;
+        char *ns = realloc(t->s, nc);
+        if (!ns) {
+            t->failed = 1;
+            return 1;
+        }
+        t->s = ns;
+        t->cap = nc;
+    }
+    memcpy(t->s + t->len, text, len);
+    t->len += len;
+    t->s[t->len] = '\0';
+    return 0;
+}
+
+/* Generation through the hybrid router (issue 10). */
+static int run_hybrid(slm_hybrid *hy, slm_session *sess, const char *prompt, size_t prompt_len,
+                      slm_route route, int json, int quiet) {
+    slm_hybrid_request rq = {NULL, 0, prompt, prompt_len, route, 0, 1};
+    slm_hybrid_result res;
+    run_text t = {NULL, 0, 0, 0};
+    slm_status st = slm_hybrid_generate(hy, sess, &rq, json ? collect_text : on_text,
+                                        json ? (void *)&t : NULL, &res);
+    fflush(stdout);
+    if (st != SLM_OK || t.failed) {
+        free(t.s);
+        return cli_fail("generation failed", st != SLM_OK ? st : SLM_ERR_NOMEM);
+    }
+    if (res.degraded)
+        fprintf(stderr, "%sslm: the cloud failed (%s: %s); the local model answered%s\n",
+                json ? "" : "\n", res.degraded_cause, res.degraded_detail,
+                res.cloud_partial ? " the rest" : "");
+    if (json) {
+        char *j = slm_hybrid_result_json(&res, t.s ? t.s : "", t.len);
+        free(t.s);
+        if (!j) return cli_fail("--json", SLM_ERR_NOMEM);
+        printf("%s\n", j);
+        free(j);
+    }
+    if (!quiet)
+        fprintf(stderr, "%sslm: route %s (%s)%s, %d prompt + %d completion tokens, %.1f ms\n",
+                json ? "" : "\n", res.route, res.reason, res.degraded ? ", degraded" : "",
+                res.prompt_tokens, res.completion_tokens, res.ms);
+    return CLI_OK;
+}
+
 static const char *finish_name(slm_finish f) {
     switch (f) {
     case SLM_FINISH_LENGTH:
@@ -101,6 +169,8 @@ static const char *finish_name(slm_finish f) {
 int cmd_run(int argc, char **argv) {
     const char *model_arg = NULL, *prompt = NULL, *prompt_file = NULL, *config_arg = NULL;
     int echo = 0, quiet = 0;
+    int json_out = 0;             /* --json */
+    const char *route_arg = NULL; /* --route */
     cli_frags fr = {.n = 0};
     char stops[4096] = "";
     size_t stops_len = 0;
@@ -108,6 +178,7 @@ int cmd_run(int argc, char **argv) {
     char loras[4096] = "";
     size_t loras_len = 0;
     int n_lora = 0;
+    cli_grammar gram = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -129,6 +200,17 @@ int cmd_run(int argc, char **argv) {
                                        "--lora '%s': expected FILE[:SCALE] (at most 8, "
                                        "SCALE a number)",
                                        v);
+        } else if (!strcmp(a, "--json-schema") || !strcmp(a, "--grammar") ||
+                   !strcmp(a, "--json-object")) {
+            if (cli_grammar_option("run", argc, argv, &i, &gram) != CLI_OK) return CLI_USAGE;
+        } else if (!strcmp(a, "--route")) {
+            CLI_VALUE("run", route_arg);
+            if (strcmp(route_arg, "auto") && strcmp(route_arg, "local") &&
+                strcmp(route_arg, "cloud"))
+                return cli_usage_error("run", "--route '%s': expected auto, local or cloud",
+                                       route_arg);
+        } else if (!strcmp(a, "--json")) {
+            json_out = 1;
         } else if (!strcmp(a, "--echo")) {
             echo = 1;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -191,6 +273,11 @@ int cmd_run(int argc, char **argv) {
     slm_config *cfg = NULL;
     int rc = cli_build_config("run", config_arg, frags, fr.n, &cfg);
     if (rc) return rc;
+    rc = cli_grammar_apply("run", &gram, cfg);
+    if (rc) {
+        slm_config_free(cfg);
+        return rc;
+    }
 
     char *file_text = NULL;
     size_t prompt_len = 0;
@@ -207,6 +294,7 @@ int cmd_run(int argc, char **argv) {
 
     slm_model *model = NULL;
     slm_session *sess = NULL;
+    slm_hybrid *hy = NULL;
     slm_status st = slm_model_load(model_path, cfg, &model);
     if (st != SLM_OK) {
         rc = cli_fail("cannot load model", st);
@@ -215,6 +303,25 @@ int cmd_run(int argc, char **argv) {
     st = slm_session_new(model, cfg, &sess);
     if (st != SLM_OK) {
         rc = cli_fail("cannot start a session", st);
+        goto done;
+    }
+    st = slm_hybrid_new(model, cfg, &hy);
+    if (st != SLM_OK) {
+        rc = cli_fail("cannot set up hybrid routing", st);
+        goto done;
+    }
+    if (json_out || route_arg || slm_hybrid_enabled(hy)) {
+        slm_route route = !route_arg || !strcmp(route_arg, "auto") ? SLM_ROUTE_AUTO
+                          : !strcmp(route_arg, "local")            ? SLM_ROUTE_LOCAL
+                                                                   : SLM_ROUTE_CLOUD;
+        if (route == SLM_ROUTE_CLOUD && !slm_hybrid_enabled(hy))
+            fprintf(stderr, "slm run: --route cloud: the config's \"mode\" is \"local\" (no "
+                            "network): answering locally\n");
+        if (echo && !json_out) {
+            fwrite(prompt, 1, prompt_len, stdout);
+            fflush(stdout);
+        }
+        rc = run_hybrid(hy, sess, prompt, prompt_len, route, json_out, quiet);
         goto done;
     }
     if (echo) {
@@ -246,6 +353,7 @@ int cmd_run(int argc, char **argv) {
                 dec_tps, res.ttft_ms, finish_name(res.finish), slm_session_provider(sess));
     }
 done:
+    slm_hybrid_free(hy);
     slm_session_free(sess);
     slm_model_free(model);
     slm_config_free(cfg);

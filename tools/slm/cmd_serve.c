@@ -11,7 +11,8 @@ static const char *SERVE_HELP =
     "usage: slm serve [-m MODEL] [options]\n"
     "\n"
     "Serves the model over HTTP with the OpenAI API: POST /v1/chat/completions,\n"
-    "POST /v1/completions, GET /v1/models, GET /health, GET /metrics (Prometheus).\n"
+    "POST /v1/completions, POST /v1/embeddings, POST /v1/classify, GET /v1/models,\n"
+    "GET /health, GET /metrics (Prometheus).\n"
     "Point an OpenAI client at http://HOST:PORT/v1 (docs/SERVER.md).\n"
     "Stops gracefully on SIGINT or SIGTERM and exits 0.\n"
     "\n"
@@ -30,6 +31,9 @@ static const char *SERVE_HELP =
     "      --config JSON|FILE  runtime config; its sampling keys (temperature, top_p,\n"
     "                          top_k, min_p, seed, stop, max_tokens, ...) are the defaults\n"
     "                          that request fields override\n"
+    "                          (\"mode\": \"hybrid\" routes requests between this model\n"
+    "                          and a cloud endpoint: docs/HYBRID.md; a request's\n"
+    "                          \"route\" field overrides)\n"
     "      --api-key KEY       require 'Authorization: Bearer KEY' on /v1/ (default:\n"
     "                          $SLM_API_KEY; none when unset)\n"
     "      --model-id NAME     the model's name in the API (default: the file name\n"
@@ -42,6 +46,10 @@ static const char *SERVE_HELP =
     "      --read-timeout S    a request must arrive whole within this (default 30)\n"
     "      --shutdown-timeout S  at SIGINT/SIGTERM, running requests get this long\n"
     "                          before they are cancelled (default 10)\n"
+    "      --lora NAME=PATH[:SCALE]  load a LoRA adapter (GGUF file or PEFT directory)\n"
+    "                          at start (repeatable, at most 16); a request applies it\n"
+    "                          with \"adapter\": \"NAME\" (none: the base model); signed as\n"
+    "                          models are when the config says require_signature\n"
     "  -q, --quiet             no line per request on stderr\n"
     "  -h, --help              this help\n"
     "\n"
@@ -55,6 +63,8 @@ int cmd_serve(int argc, char **argv) {
     double timeout = SLM_SERVE_DEFAULT_TIMEOUT_S, idle = SLM_SERVE_DEFAULT_IDLE_TIMEOUT_S,
            read_timeout = SLM_SERVE_DEFAULT_READ_TIMEOUT_S, grace = SLM_SERVE_DEFAULT_SHUTDOWN_S;
     int quiet = 0;
+    const char *loras[16];
+    int n_loras = 0;
     cli_frags fr = {.n = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -114,6 +124,12 @@ int cmd_serve(int argc, char **argv) {
                 grace = d;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
+        } else if (!strcmp(a, "--lora")) {
+            CLI_VALUE("serve", v);
+            if (n_loras >= 16 || !strchr(v, '=') || v[0] == '=')
+                return cli_usage_error("serve",
+                                       "--lora '%s': expected NAME=PATH[:SCALE] (at most 16)", v);
+            loras[n_loras++] = v;
         } else {
             return cli_usage_error("serve", "unknown option '%s'", a);
         }
@@ -159,6 +175,8 @@ int cmd_serve(int argc, char **argv) {
         .model_id = model_id,
         .model_path = model_path,
         .access_log = !quiet,
+        .loras = loras,
+        .n_loras = n_loras,
     };
     st = slm_server_start(model, cfg, &o, &srv);
     if (st != SLM_OK) {
