@@ -69,6 +69,12 @@ extern const slm_provider slm_provider_avx2;
 #if defined(__x86_64__)
 extern const slm_provider slm_provider_avx512; /* AVX-512 F/BW/VL/DQ */
 #endif
+#if defined(__aarch64__)
+extern const slm_provider slm_provider_neon; /* ARMv8 NEON, sdot where present */
+/* 1 when this CPU has the dot-product extension (HWCAP_ASIMDDP): the neon
+ * provider's 8-bit kernels then use sdot, else widening multiplies. */
+int slm_neon_dotprod(void);
+#endif
 
 /* Providers compiled in, in preference order; ends with NULL. */
 const slm_provider *const *slm_providers_all(void);

@@ -25,6 +25,9 @@ const slm_provider *const *slm_providers_all(void) {
 #if defined(__x86_64__) || defined(__i386__)
         &slm_provider_avx2,
 #endif
+#if defined(__aarch64__)
+        &slm_provider_neon,
+#endif
         &slm_provider_ref,
         NULL,
     };
