@@ -32,4 +32,16 @@ finish() {
   echo "$PASSED passed, $FAILED failed"
   [[ $FAILED -eq 0 ]]
 }
+# wait_listening LOG PID: waits up to 30 s for `slm serve --port 0` (PID) to
+# write its address to LOG; sets PORT (empty when it died or never said).
+wait_listening() {
+  PORT=
+  for _ in $(seq 300); do
+    PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1.*|\1|p' "$1")
+    [[ -n $PORT ]] && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
 skip() { echo "SKIP: $*"; exit 77; }

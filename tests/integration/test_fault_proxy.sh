@@ -23,12 +23,8 @@ trap cleanup EXIT
 
 "$SLM" serve -m "$M" --port 0 -t 1 2>"$TMPD/serve.log" &
 PIDS+=($!)
-SPORT=
-for _ in $(seq 300); do
-  SPORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1.*|\1|p' "$TMPD/serve.log")
-  [[ -n $SPORT ]] && break
-  sleep 0.1
-done
+wait_listening "$TMPD/serve.log" "$!"
+SPORT=$PORT
 [[ -n $SPORT ]] || { bad "slm serve did not start: $(head -c 400 "$TMPD/serve.log")"; finish; exit; }
 
 PPORT=

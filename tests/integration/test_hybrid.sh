@@ -42,13 +42,8 @@ start_server() { # start_server LOG args...: sets SPORT
   PIDS+=($!)
   local pid=$!
   SPORT=
-  for _ in $(seq 300); do
-    SPORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1.*|\1|p' "$log")
-    [[ -n $SPORT ]] && return 0
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.1
-  done
-  return 1
+  wait_listening "$log" "$pid" || return 1
+  SPORT=$PORT
 }
 
 start_proxy() { # start_proxy FAULT [extra args]: sets PPORT, PPID_

@@ -81,13 +81,7 @@ start_server() {
   local log=$1; shift
   "$SLM" serve -m "$M" --port 0 "$@" 2>"$log" &
   SERVER_PID=$!
-  PORT=
-  for _ in $(seq 300); do
-    PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1.*|\1|p' "$log")
-    [[ -n $PORT ]] && return 0
-    kill -0 $SERVER_PID 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_listening "$log" "$SERVER_PID" && return 0
   bad "server did not start: $(head -c 600 "$log")"
   return 1
 }

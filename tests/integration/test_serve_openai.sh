@@ -32,13 +32,7 @@ SERVER_PID=
 trap 'if [[ -n $SERVER_PID ]]; then kill -KILL $SERVER_PID 2>/dev/null; fi; rm -rf "$TMPD"' EXIT
 "$SLM" serve -m "$M" --port 0 --parallel 2 --api-key test-key-123 2>"$TMPD/server.log" &
 SERVER_PID=$!
-PORT=
-for _ in $(seq 300); do
-  PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1.*|\1|p' "$TMPD/server.log")
-  [[ -n $PORT ]] && break
-  kill -0 $SERVER_PID 2>/dev/null || break
-  sleep 0.1
-done
+wait_listening "$TMPD/server.log" "$SERVER_PID"
 if [[ -z $PORT ]]; then
   bad "server did not start: $(head -c 600 "$TMPD/server.log")"
   finish
