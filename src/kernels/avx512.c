@@ -362,7 +362,8 @@ static inline __m256i legacy_codes(uint32_t type, const uint8_t *blk, float *d, 
 }
 
 /* Pair p of a row of nb legacy blocks. */
-static inline wpair legacy_pair(uint32_t type, const uint8_t *row, int64_t p, int64_t nb) {
+static inline __attribute__((always_inline)) wpair legacy_pair(uint32_t type, const uint8_t *row,
+                                                               int64_t p, int64_t nb) {
     const size_t bb = legacy_block_bytes(type);
     const uint8_t *blk = row + (size_t)(2 * p) * bb;
     float d0, m0, d1 = 0.0f, m1 = 0.0f;
@@ -375,14 +376,16 @@ static inline wpair legacy_pair(uint32_t type, const uint8_t *row, int64_t p, in
     return r;
 }
 
-static inline __m256i shr_mask(const uint8_t *p, int shift, char mask) {
+static inline __attribute__((always_inline)) __m256i shr_mask(const uint8_t *p, int shift,
+                                                              char mask) {
     __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)p);
     return _mm256_and_si256(_mm256_srl_epi16(b, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(mask));
 }
 
 /* 6-bit scale and minimum of sub-block j of a q4_k/q5_k super-block, as the
  * reference decodes them. */
-static inline void k_scale_min(const uint8_t *sc, int j, int *scale, int *min) {
+static inline __attribute__((always_inline)) void k_scale_min(const uint8_t *sc, int j, int *scale,
+                                                              int *min) {
     if (j < 4) {
         *scale = sc[j] & 63;
         *min = sc[j + 4] & 63;
@@ -394,7 +397,8 @@ static inline void k_scale_min(const uint8_t *sc, int j, int *scale, int *min) {
 
 /* Pair p of a k-quant row: sub-blocks 2 * (p % 4) and the next one of
  * super-block p / 4. */
-static inline wpair k_pair(uint32_t type, const uint8_t *row, int64_t p) {
+static inline __attribute__((always_inline)) wpair k_pair(uint32_t type, const uint8_t *row,
+                                                          int64_t p) {
     const size_t bb = type == SLM_TYPE_Q4_K ? 144 : type == SLM_TYPE_Q5_K ? 176 : 210;
     const uint8_t *blk = row + (size_t)(p / 4) * bb;
     const int j2 = (int)(p % 4), j = 2 * j2;
@@ -478,8 +482,77 @@ static inline __attribute__((always_inline)) wpair decode_pair(uint32_t type, co
  * its 4 codes), computed once per call for all rows. Then each lane's
  * sum((q - offset) * c) is one vpdpbusd of the unsigned stored codes q
  * (every type but q8_0, whose codes are signed: |w| . sign(c, w)). */
+/* dot_x8_row for q4_k, a super-block (4 pairs) at a time: the scales and
+ * minimums are decoded once per super-block instead of once per pair. The
+ * per-lane values (d * scale, -(dmin * min)) and the step are exactly those
+ * of k_pair + dot_x8_row, so the bits match the prefill path. */
+static inline __attribute__((always_inline)) float
+dot_x8_q4k_row(const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
+    const int64_t nsb = n / 256;
+    const __m512i shift =
+        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_setzero_si512(), _mm512_set1_epi16(4));
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nsb; b++) {
+        const uint8_t *blk = row + (size_t)b * 144;
+        const float d = half_to_f32(blk), dmin = half_to_f32(blk + 2);
+        float s8[8], m8[8];
+        for (int j = 0; j < 8; j++) {
+            int sc, mn;
+            k_scale_min(blk + 4, j, &sc, &mn);
+            s8[j] = d * (float)sc;
+            m8[j] = -(dmin * (float)mn);
+        }
+        for (int j2 = 0; j2 < 4; j2++) {
+            const int64_t p = 4 * b + j2;
+            const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
+            __m512i raw = _mm512_broadcast_i64x4(
+                _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16 + 32 * j2)));
+            __m512i w = _mm512_and_si512(_mm512_srlv_epi16(raw, shift), low4);
+            __m512 s = halves_ps(s8[2 * j2], s8[2 * j2 + 1]);
+            __m512 m =
+                _mm512_maskz_mov_ps((__mmask16)0x0101, halves_ps(m8[2 * j2], m8[2 * j2 + 1]));
+            __m512i q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), w, _mm512_loadu_si512(aq));
+            __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
+            __m512 dxs = _mm512_loadu_ps((const float *)(const void *)(xq + 128));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(s, dx), acc);
+            acc = _mm512_fmadd_ps(m, dxs, acc);
+        }
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* dot_x8_row for q6_k, a super-block (4 pairs) at a time: d * scale for
+ * the 16 scales is computed once per super-block (the same products k_pair
+ * forms per pair), then each pair picks its 4 scales by permute. */
+static inline __attribute__((always_inline)) float
+dot_x8_q6k_row(const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
+    const int64_t nsb = n / 256;
+    const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nsb; b++) {
+        const uint8_t *blk = row + (size_t)b * 210;
+        const __m512 s16 = _mm512_mul_ps(_mm512_set1_ps(half_to_f32(blk + 208)),
+                                         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                             (const __m128i *)(const void *)(blk + 192)))));
+        for (int j2 = 0; j2 < 4; j2++) {
+            const int64_t p = 4 * b + j2;
+            const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
+            __m512i w = k_pair(SLM_TYPE_Q6_K, row, p).w; /* its scales are dead code */
+            __m512 s =
+                _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(4 * j2)), s16);
+            __m512i q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), w, _mm512_loadu_si512(aq));
+            __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(s, dx), acc);
+        }
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
 static inline __attribute__((always_inline)) float
 dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
+    if (type == SLM_TYPE_Q6_K) return dot_x8_q6k_row(row, xp, aux, n);
+    if (type == SLM_TYPE_Q4_K) return dot_x8_q4k_row(row, xp, aux, n);
     const int64_t nb = n / 32, np = (nb + 1) / 2;
     const int hm = x8_has_min(type);
     __m512 acc = _mm512_setzero_ps();
