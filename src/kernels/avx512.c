@@ -41,8 +41,11 @@
  * sizes the per-thread scratch for. */
 #define AVX512_ROW_TILE 8
 
-/* Decode streams each weight row once; the software prefetch this many bytes
- * ahead keeps enough misses in flight (see the VBMI decode below). */
+/* Decode streams each weight row once; for block types a software prefetch
+ * this many bytes ahead keeps enough misses in flight (see the VBMI decode
+ * below). f16/bf16/f32 rows are read with plain dense loads that the hardware
+ * prefetchers follow well: a software prefetch there cost a quarter of the
+ * single-thread speed (22 -> 17 GB/s), so they have none. */
 #define DECODE_PREFETCH 4096
 
 /* AVX-512 F, DQ, BW, VL (CPUID 7.0 EBX bits 16, 17, 30, 31), plus what the
@@ -107,8 +110,6 @@ static inline __m512 ld_bf16_m(const uint16_t *p, __mmask16 m) {
                     _mm512_setzero_ps();                                                           \
         int64_t i = 0;                                                                             \
         for (; i + 32 <= n; i += 32) {                                                             \
-            _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++)                                 \
-                _mm_prefetch((const char *)(w[r] + i) + DECODE_PREFETCH, _MM_HINT_T0);             \
             _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) {                                  \
                 __m512 xv[T];                                                                      \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                     \
@@ -560,6 +561,11 @@ static inline __attribute__((always_inline)) float
 dot_x8_q6k_row(const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
     const int64_t nsb = n / 256;
     const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i nib = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+    const __m512i even_sh =
+        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_set1_epi16(4), _mm512_set1_epi16(2));
+    const __m512i odd_sh =
+        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_setzero_si512(), _mm512_set1_epi16(2));
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nsb; b++) {
         const uint8_t *blk = row + (size_t)b * 210;
@@ -571,7 +577,18 @@ dot_x8_q6k_row(const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_
         for (int j2 = 0; j2 < 4; j2++) {
             const int64_t p = 4 * b + j2;
             const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
-            __m512i w = k_pair(SLM_TYPE_Q6_K, row, p).w; /* its scales are dead code */
+            /* k_pair's codes in 512 bits: half h = j2 / 2 of the block has
+             * its 64 low-nibble bytes at 64h and 32 high-bit bytes at
+             * 128 + 32h; even pairs take the low nibbles and high bits 0-1
+             * (first 32 codes) / 2-3 (next 32), odd pairs the high nibbles
+             * and bits 4-5 / 6-7; each 2-bit field lands in bits 4-5 */
+            const __m512i ql = _mm512_loadu_si512(blk + 64 * (j2 / 2)),
+                          qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                              (const __m256i *)(const void *)(blk + 128 + 32 * (j2 / 2))));
+            const __m512i lo = _mm512_and_si512(j2 % 2 ? _mm512_srli_epi16(ql, 4) : ql, nib);
+            const __m512i hi = _mm512_and_si512(
+                j2 % 2 ? _mm512_srlv_epi16(qh, odd_sh) : _mm512_sllv_epi16(qh, even_sh), bits45);
+            __m512i w = _mm512_or_si512(lo, hi);
             __m512 s =
                 _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(4 * j2)), s16);
             __m512i q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), w, _mm512_loadu_si512(aq));
@@ -964,8 +981,10 @@ static int x8_type(uint32_t type) {
 }
 
 /* Most tokens quantized at once: whatever fits in the scratch after a tile
- * of decoded rows. */
-#define X8_MAX_GROUP 32
+ * of decoded rows. Each row is decoded once per group, so a group as large
+ * as a usual prompt batch keeps decoding off the profile (at 32 tokens it
+ * was 14% of a 128-token prefill). */
+#define X8_MAX_GROUP 128
 
 static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                            int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,

@@ -125,11 +125,11 @@ size_t slm_matmul_scratch_floats(int64_t n_cols) {
     /* the row tile, then SLM_MATMUL_X8_TOKENS tokens of 8-bit activations
      * (n bytes of codes + 8 bytes per 32 for scale and code sum, each token
      * rounded up to 64 bytes: under 1.5 bytes per element, 6 floats here);
-     * at least room for the avx512 int8 GEMM: 32 tokens of 3 bytes and 4
+     * at least room for the avx512 int8 GEMM: 128 tokens of 3 bytes and 4
      * decoded rows of 4 bytes per element, in pairs of 64 elements rounded up
-     * (7168 bytes per pair: 28 floats per element + 1792) */
+     * (25600 bytes per pair: 100 floats per element + 6400) */
     size_t a = (SLM_MATMUL_ROW_TILE + 6) * padded_row_floats(n_cols) + SLM_MATMUL_X8_TOKENS * 16;
-    size_t b = 28 * padded_row_floats(n_cols) + 1792;
+    size_t b = 100 * padded_row_floats(n_cols) + 6400;
     return a > b ? a : b;
 }
 

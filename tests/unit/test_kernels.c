@@ -372,12 +372,12 @@ static void test_forward_ops(const slm_provider *pv) {
 }
 
 /* Batches of every awkward size, past the 4-row and 4-token register tiles
- * and the 32-token activation groups of the int8 GEMM: each token gets the
+ * and the 128-token activation groups of the int8 GEMM: each token gets the
  * bits it gets alone, with 1 and 3 threads. */
 static void test_matmul_batch_sizes(const slm_provider *pv, slm_pool *pools[3], uint32_t type,
                                     int64_t n_cols) {
-    enum { NR = 9, MAXT = 70 };
-    static const int64_t batches[] = {2, 3, 5, 9, 33, 70};
+    enum { NR = 9, MAXT = 131 };
+    static const int64_t batches[] = {2, 3, 5, 9, 33, 70, 131};
     size_t rb = row_bytes(type, n_cols);
     uint8_t *data = malloc(rb * NR);
     float *w = malloc((size_t)n_cols * sizeof *w);

@@ -199,10 +199,10 @@ static void machine_info(machine *m) {
             snprintf(flags, sizeof flags, " %s ", v);
     }
     if (f) fclose(f);
-    static const char *const wanted[] = {"avx2",        "fma",      "f16c",     "avx512f",
-                                         "avx512bw",    "avx512vl", "avx512dq", "avx512_vnni",
-                                         "avx512_bf16", "avx_vnni", "asimd",    "asimddp",
-                                         "fphp",        "i8mm",     NULL};
+    static const char *const wanted[] = {"avx2",       "fma",         "f16c",     "avx512f",
+                                         "avx512bw",   "avx512vl",    "avx512dq", "avx512_vnni",
+                                         "avx512vbmi", "avx512_bf16", "avx_vnni", "asimd",
+                                         "asimddp",    "fphp",        "i8mm",     NULL};
     size_t len = 0;
     for (int i = 0; wanted[i]; i++) {
         char pat[32];
@@ -220,17 +220,21 @@ static void machine_info(machine *m) {
 
 /* The features of `present` that provider `pv` uses: each provider's kernels
  * are compiled for a fixed set (src/kernels/<provider>.c); avx512 also uses
- * avx2's block decoders, and VNNI for its 8-bit path when the CPU has it. */
+ * avx2's block decoders, VNNI for its 8-bit path and VBMI for its block
+ * decode when the CPU has them (SLM_AVX512_NO_VBMI=1 turns VBMI off). */
 static void features_used(const char *pv, const char *present, char *out, size_t cap) {
     static const char *const avx2[] = {"avx2", "fma", "f16c", NULL};
-    static const char *const avx512[] = {
-        "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx2", "fma", "f16c", NULL};
+    static const char *const avx512[] = {"avx512f",     "avx512bw",   "avx512vl", "avx512dq",
+                                         "avx512_vnni", "avx512vbmi", "avx2",     "fma",
+                                         "f16c",        NULL};
     const char *const *set = !strcmp(pv, "avx512") ? avx512 : !strcmp(pv, "avx2") ? avx2 : NULL;
     size_t len = 0;
     out[0] = '\0';
     char padded[260];
     snprintf(padded, sizeof padded, " %s ", present);
+    const char *no_vbmi = getenv("SLM_AVX512_NO_VBMI");
     for (int i = 0; set && set[i]; i++) {
+        if (!strcmp(set[i], "avx512vbmi") && no_vbmi && !strcmp(no_vbmi, "1")) continue;
         char pat[32];
         snprintf(pat, sizeof pat, " %s ", set[i]);
         if (strstr(padded, pat) && len + strlen(set[i]) + 2 < cap)
