@@ -42,7 +42,7 @@ static void usage(void) {
            "  --types     comma list of weight types (default q4_0,q8_0,q4_k,q6_k,f16)\n"
            "  --provider  kernel provider (default: best available)\n"
            "  --threads   threads for the second run (default 2)\n"
-           "  --cols      row length (default 2048)\n"
+           "  --cols      row length, a multiple of the types' block size (default 2048)\n"
            "  --mib       size of the streamed matrix in MiB (default 512)\n");
 }
 
@@ -146,10 +146,10 @@ int main(int argc, char **argv) {
         }
         i++;
     }
-    if (threads < 1 || threads > SLM_MAX_THREADS || n < 32 || n % 256 != 0 || mib < 1) {
+    if (threads < 1 || threads > SLM_MAX_THREADS || n < 32 || n % 32 != 0 || mib < 1) {
         fprintf(stderr,
-                "slm_kernel_bench: need --threads 1..%d, --cols a multiple of 256, "
-                "--mib >= 1\n",
+                "slm_kernel_bench: need --threads 1..%d, --cols a multiple of 32 (of 256 for "
+                "k-quants), --mib >= 1\n",
                 SLM_MAX_THREADS);
         return 2;
     }
