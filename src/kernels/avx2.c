@@ -961,6 +961,7 @@ const slm_provider slm_provider_avx2 = {
     .rmsnorm = avx2_rmsnorm,
     .swiglu = avx2_swiglu,
     .attend = avx2_attend,
+    .rope = slm_rope_avx2,
 };
 
 #else

@@ -1321,6 +1321,7 @@ const slm_provider slm_provider_avx512 = {
     .rmsnorm = avx512_rmsnorm,
     .swiglu = avx512_swiglu,
     .attend = avx512_attend,
+    .rope = slm_rope_avx512,
 };
 
 #else

@@ -56,6 +56,14 @@ typedef struct slm_provider {
     void (*swiglu)(float *g, const float *u, int64_t n);
     void (*attend)(const float *q, const float *k, const float *v, int64_t kv_stride, int32_t n_pos,
                    int32_t hd, float scale, float *att, float *out);
+    /* Optional (NULL: the model's scalar loop; issue 5). Rotates one head's
+     * first rope_dim dims (even, any value) in place; cs holds rope_dim
+     * floats, cos and sin of pair i at cs[2i], cs[2i + 1]. adjacent = 1:
+     * pairs (2i, 2i + 1) (SLM_ROPE_ADJACENT), else (i, i + rope_dim/2)
+     * (neox halves). Per pair h[a] = x0*c - x1*s, h[b] = x0*s + x1*c, each
+     * two rounded products then a rounded sum (no FMA): the scalar loop's
+     * bits exactly. Kernels in kernels/rope_*.c, declared in kernels/rope.h. */
+    void (*rope)(float *h, const float *cs, int32_t rope_dim, int adjacent);
 } slm_provider;
 
 /* Tokens whose 8-bit activations fit in the matmul scratch at once. */
@@ -97,5 +105,8 @@ int slm_kernels_support(uint32_t type);
 void slm_matmul(const slm_provider *pv, slm_pool *pool, const slm_matrix *W, const float *X,
                 int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride, float *scratch);
 size_t slm_matmul_scratch_floats(int64_t n_cols);
+
+/* The providers' rope kernels (their tables point at them). */
+#include "kernels/rope.h"
 
 #endif

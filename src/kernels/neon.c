@@ -705,6 +705,7 @@ const slm_provider slm_provider_neon = {
     .rmsnorm = neon_rmsnorm,
     .swiglu = neon_swiglu,
     .attend = neon_attend,
+    .rope = slm_rope_neon,
 };
 
 #else

@@ -28,16 +28,27 @@ static void rmsnorm_row(const slm_provider *pv, float *out, const float *x, cons
     for (int32_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
-/* Rotates one head's first rope_dim dimensions by the angles for `pos`. */
-static void rope_head(float *h, const float *cs, int32_t rope_dim, slm_rope_style style) {
+/* Rotates one head's first rope_dim dimensions by the angles for `pos` (the
+ * provider's kernel when it has one: same bits). Each product is its own
+ * statement so that no compiler fuses it into an FMA. */
+static void rope_head(const slm_provider *pv, float *h, const float *cs, int32_t rope_dim,
+                      slm_rope_style style) {
+    if (pv->rope) {
+        pv->rope(h, cs, rope_dim, style == SLM_ROPE_ADJACENT);
+        return;
+    }
     int32_t half = rope_dim / 2;
     for (int32_t i = 0; i < half; i++) {
         float c = cs[2 * i], s = cs[2 * i + 1];
         int32_t a = style == SLM_ROPE_ADJACENT ? 2 * i : i;
         int32_t b = style == SLM_ROPE_ADJACENT ? 2 * i + 1 : i + half;
         float x0 = h[a], x1 = h[b];
-        h[a] = x0 * c - x1 * s;
-        h[b] = x0 * s + x1 * c;
+        float x0c = x0 * c;
+        float x1s = x1 * s;
+        float x0s = x0 * s;
+        float x1c = x1 * c;
+        h[a] = x0c - x1s;
+        h[b] = x0s + x1c;
     }
 }
 
@@ -151,11 +162,11 @@ slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, in
         for (int32_t t = 0; t < n; t++) {
             const float *cs = b->rope + (size_t)(pos + t) * (size_t)hp->rope_dim;
             for (int32_t h = 0; h < hp->n_heads; h++)
-                rope_head(b->q + (size_t)t * D + (size_t)h * hp->head_dim, cs, hp->rope_dim,
+                rope_head(fw->pv, b->q + (size_t)t * D + (size_t)h * hp->head_dim, cs, hp->rope_dim,
                           hp->rope_style);
             for (int32_t h = 0; h < hp->n_kv_heads; h++)
-                rope_head(b->k + (size_t)t * KV + (size_t)h * hp->head_dim, cs, hp->rope_dim,
-                          hp->rope_style);
+                rope_head(fw->pv, b->k + (size_t)t * KV + (size_t)h * hp->head_dim, cs,
+                          hp->rope_dim, hp->rope_style);
             size_t at = ((size_t)l * (size_t)fw->kv.n_ctx + (size_t)(pos + t)) * (size_t)KV;
             memcpy(fw->kv.k + at, b->k + (size_t)t * KV, (size_t)KV * sizeof(float));
             memcpy(fw->kv.v + at, b->v + (size_t)t * KV, (size_t)KV * sizeof(float));
