@@ -15,6 +15,7 @@
 #include "base/mem.h"
 #include "base/status.h"
 #include "grammar/grammar_internal.h"
+#include "tokenizer/unicode.h"
 
 #define MAX_REPEAT 10000
 #define MAX_ELEMS (1 << 24)
@@ -184,23 +185,8 @@ static int hexval(char c) {
 
 /* Decodes one UTF-8 character (invalid bytes stand for themselves). */
 static uint32_t utf8_next(parser *ps) {
-    const unsigned char *u = (const unsigned char *)ps->p;
-    size_t left = (size_t)(ps->end - ps->p);
-    unsigned c = u[0];
-    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || (size_t)n > left) {
-        ps->p++;
-        return c;
-    }
-    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
-    for (int i = 1; i < n; i++) {
-        if ((u[i] & 0xC0) != 0x80) {
-            ps->p++;
-            return c;
-        }
-        cp = (cp << 6) | (u[i] & 0x3F);
-    }
-    ps->p += n;
+    uint32_t cp;
+    ps->p += tok_utf8_next_lax((const uint8_t *)ps->p, (size_t)(ps->end - ps->p), &cp);
     return cp;
 }
 
@@ -265,26 +251,7 @@ static slm_status read_char(parser *ps, uint32_t *cp) {
 }
 
 static int utf8_encode(uint32_t cp, unsigned char *o) {
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xC0 | (cp >> 6));
-        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | (cp >> 12));
-        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xF0 | (cp >> 18));
-    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
+    return (int)tok_utf8_encode(cp, (char *)o);
 }
 
 /* ------------------------------------------------- classes -> UTF-8 bytes */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/unicode.h"
+
 #define SRV_MAX_STOP_LEN 256            /* the runtime's limit on one stop string */
 #define SRV_MAX_SEED 9007199254740991.0 /* 2^53 - 1: exact in JSON */
 #define SRV_MAX_TOKENS_LIMIT (1 << 24)
@@ -30,41 +32,13 @@ int srv_error_set(srv_error *e, int http, const char *type, const char *code, co
 
 /* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
     uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) return 0;
-    if (cp >= 0xd800 && cp <= 0xdfff) return 0;
-    return len;
+    size_t len = tok_utf8_next(s, n, &cp);
+    return cp == TOK_CP_INVALID ? 0 : len;
 }
 
 int srv_utf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t l = utf8_seq(p + i, n - i);
-        if (!l) return 0;
-        i += l;
-    }
-    return 1;
+    return tok_utf8_valid(s, n);
 }
 
 char *srv_utf8_sanitize(const char *s, size_t n, size_t *out_len) {

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "base/status.h"
+#include "tokenizer/unicode.h"
 
 /* Keeps helpers out of the recursive evaluator's frame (stack per nesting level). */
 #define NOINLINE __attribute__((noinline))
@@ -289,27 +290,16 @@ static slm_status fail_at(slm_status st, const jinja_template *t, size_t pos, co
 
 /* Length of the character at p (1 for an invalid byte). */
 static size_t u8len(const char *p, size_t n) {
-    unsigned char c = (unsigned char)p[0];
-    size_t l = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if (l > n) return 1;
-    for (size_t i = 1; i < l; i++)
-        if (((unsigned char)p[i] & 0xC0) != 0x80) return 1;
-    return l;
+    uint32_t cp;
+    return tok_utf8_next_lax((const uint8_t *)p, n, &cp);
 }
 
+/* The code point of the l-byte character at p (l from u8len; an invalid byte
+ * stands for itself). */
 static uint32_t u8cp(const char *p, size_t l) {
-    const unsigned char *u = (const unsigned char *)p;
-    switch (l) {
-    case 2:
-        return ((uint32_t)(u[0] & 0x1F) << 6) | (u[1] & 0x3F);
-    case 3:
-        return ((uint32_t)(u[0] & 0x0F) << 12) | ((uint32_t)(u[1] & 0x3F) << 6) | (u[2] & 0x3F);
-    case 4:
-        return ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3F) << 12) |
-               ((uint32_t)(u[2] & 0x3F) << 6) | (u[3] & 0x3F);
-    default:
-        return u[0];
-    }
+    uint32_t cp;
+    tok_utf8_next_lax((const uint8_t *)p, l, &cp);
+    return cp;
 }
 
 static size_t u8count(const char *p, size_t n) {
@@ -416,29 +406,6 @@ static int hexval(char c) {
     return -1;
 }
 
-static size_t put_utf8(char *o, uint32_t c) {
-    if (c < 0x80) {
-        o[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        o[0] = (char)(0xC0 | (c >> 6));
-        o[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        o[0] = (char)(0xE0 | (c >> 12));
-        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (c >> 18));
-    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
 /* Decodes a string literal body with Python's escapes into the arena. */
 static slm_status decode_string(parser *ps, size_t pos, const char *s, size_t n, tok *tk) {
     char *o = arena_alloc(&ps->t->a, n + 1);
@@ -500,7 +467,7 @@ static slm_status decode_string(parser *ps, size_t pos, const char *s, size_t n,
                 while (k < 3 && i < n && s[i] >= '0' && s[i] <= '7')
                     c = c * 8 + (uint32_t)(s[i++] - '0'), k++;
                 i--;
-                w += put_utf8(o + w, c);
+                w += tok_utf8_encode(c, o + w);
             } else {
                 o[w++] = '\\';
                 o[w++] = e;
@@ -519,7 +486,7 @@ static slm_status decode_string(parser *ps, size_t pos, const char *s, size_t n,
                 return fail_at(SLM_ERR_FORMAT, ps->t, pos, "escape \\%c gives an invalid character",
                                e);
             i += (size_t)nd;
-            w += put_utf8(o + w, c);
+            w += tok_utf8_encode(c, o + w);
         }
     }
     o[w] = '\0';

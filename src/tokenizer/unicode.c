@@ -1,41 +1,38 @@
 #include "tokenizer/unicode.h"
 
-size_t tok_utf8_next(const uint8_t *s, size_t n, uint32_t *cp) {
+/* tok_utf8_next_lax, static so that tok_utf8_next inlines it (the library is
+ * built position-independent, where an exported function is not inlined). */
+static inline size_t utf8_next_shape(const uint8_t *s, size_t n, uint32_t *cp) {
     uint8_t c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    uint32_t v, min;
-    if ((c & 0xE0) == 0xC0) {
-        len = 2;
-        v = c & 0x1Fu;
-        min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        v = c & 0x0Fu;
-        min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4;
-        v = c & 0x07u;
-        min = 0x10000;
-    } else {
-        *cp = TOK_CP_INVALID;
-        return 1;
-    }
-    if (len > n) {
-        *cp = TOK_CP_INVALID;
-        return 1;
-    }
+    size_t len = c < 0x80             ? 1
+                 : (c & 0xE0) == 0xC0 ? 2
+                 : (c & 0xF0) == 0xE0 ? 3
+                 : (c & 0xF8) == 0xF0 ? 4
+                                      : 0;
+    *cp = c;
+    if (len <= 1 || len > n) return 1;
+    uint32_t v = c & (0x7Fu >> len); /* the lead byte's payload bits */
     for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *cp = TOK_CP_INVALID;
-            return 1;
-        }
+        if ((s[i] & 0xC0) != 0x80) return 1;
         v = (v << 6) | (s[i] & 0x3Fu);
     }
-    if (v < min || v > TOK_CP_MAX || (v >= 0xD800 && v <= 0xDFFF)) {
+    *cp = v;
+    return len;
+}
+
+size_t tok_utf8_next_lax(const uint8_t *s, size_t n, uint32_t *cp) {
+    return utf8_next_shape(s, n, cp);
+}
+
+size_t tok_utf8_next(const uint8_t *s, size_t n, uint32_t *cp) {
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000}; /* below: overlong */
+    uint32_t v;
+    size_t len = utf8_next_shape(s, n, &v);
+    if (s[0] < 0x80) {
+        *cp = v;
+        return 1;
+    }
+    if (len == 1 || v < min_cp[len] || v > TOK_CP_MAX || (v >= 0xD800 && v <= 0xDFFF)) {
         *cp = TOK_CP_INVALID;
         return 1;
     }

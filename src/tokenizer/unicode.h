@@ -1,4 +1,5 @@
-/* UTF-8 and the GPT-2 byte-to-unicode mapping (internal to the tokenizer). */
+/* UTF-8 and the GPT-2 byte-to-unicode mapping (the tokenizer's; the UTF-8
+ * decoder and encoder are shared with the layers above it). */
 #ifndef SLM_TOKENIZER_UNICODE_H
 #define SLM_TOKENIZER_UNICODE_H
 
@@ -12,7 +13,14 @@
  * code point. An invalid, overlong, surrogate or truncated sequence counts as
  * one byte with *cp = TOK_CP_INVALID. */
 size_t tok_utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
-/* Encodes cp (<= TOK_CP_MAX) into out; returns 1..4. */
+/* The same, checking only the shape: a lead byte (0xC0..0xF7) and enough
+ * continuation bytes make a sequence whatever its value (overlong forms,
+ * surrogates and values above TOK_CP_MAX pass). A byte that starts no such
+ * sequence, or one cut short, counts as one byte that stands for itself
+ * (*cp = s[0]). For text that is decoded leniently (grammars, templates). */
+size_t tok_utf8_next_lax(const uint8_t *s, size_t n, uint32_t *cp);
+/* Encodes cp into out; returns 1..4. cp <= TOK_CP_MAX, or up to 0x1FFFFF
+ * for a value tok_utf8_next_lax decoded (it takes the 4-byte form back). */
 size_t tok_utf8_encode(uint32_t cp, char out[4]);
 /* Non-zero when s[0, n) is well-formed UTF-8. */
 int tok_utf8_valid(const char *s, size_t n);

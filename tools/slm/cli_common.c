@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "../../src/tokenizer/unicode.h"
 
 int cli_fail(const char *what, slm_status st) {
     const char *msg = slm_last_error();
@@ -261,23 +262,9 @@ char *cli_utf8_clean(const char *s, size_t n) {
     if (!out) return NULL;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80             ? 1
-                     : (c & 0xE0) == 0xC0 ? 2
-                     : (c & 0xF0) == 0xE0 ? 3
-                     : (c & 0xF8) == 0xF0 ? 4
-                                          : 0;
-        int ok = len > 0 && i + len <= n && !(len == 2 && c < 0xC2) && !(c == 0 && len == 1);
-        for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
-        if (ok && len == 3) {
-            unsigned char c1 = (unsigned char)s[i + 1];
-            ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0); /* overlong, surrogate */
-        }
-        if (ok && len == 4) {
-            unsigned char c1 = (unsigned char)s[i + 1];
-            ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90) && c <= 0xF4;
-        }
-        if (ok) {
+        uint32_t cp;
+        size_t len = tok_utf8_next((const uint8_t *)s + i, n - i, &cp);
+        if (cp != TOK_CP_INVALID && cp != 0) { /* NUL counts as invalid too */
             memcpy(out + o, s + i, len);
             o += len;
             i += len;
