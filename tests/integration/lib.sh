@@ -45,3 +45,57 @@ wait_listening() {
   return 1
 }
 skip() { echo "SKIP: $*"; exit 77; }
+# mk_lora_adapter OUT SEED ALPHA STDDEV "LAYER:STEM:RANK ..." [missing-alpha|bad-shape]:
+# writes a random LoRA adapter for stories260K (dim 64, kv 32, ffn 172,
+# 5 layers) in llama.cpp's GGUF LoRA layout (lora_a ne = [n_in, r], lora_b
+# ne = [r, n_out]), weights drawn from N(0, STDDEV) with seed SEED, in the
+# order of the targets. missing-alpha leaves out adapter.lora.alpha; bad-shape
+# gives the first lora_a one column too many. Needs python3.
+mk_lora_adapter() {
+  python3 - "$@" <<'EOF'
+import random, struct, sys
+out, seed, alpha, sd = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+targets = [(int(l), stem, int(r)) for l, stem, r in (t.split(":") for t in sys.argv[5].split())]
+fault = sys.argv[6] if len(sys.argv) > 6 else ""
+rng = random.Random(seed)
+dims = {"attn_q": (64, 64), "attn_k": (64, 32), "attn_v": (64, 32), "ffn_up": (64, 172),
+        "ffn_down": (172, 64)}
+def s(x):
+    b = x.encode()
+    return struct.pack("<Q", len(b)) + b
+kv = [("general.architecture", 8, s("llama")), ("general.type", 8, s("adapter")),
+      ("adapter.type", 8, s("lora"))]
+if fault != "missing-alpha":
+    kv.append(("adapter.lora.alpha", 6, struct.pack("<f", alpha)))
+tensors = []
+for l, stem, r in targets:
+    n_in, n_out = dims[stem]
+    if fault == "bad-shape" and not tensors:
+        n_in += 1
+    tensors.append(("blk.%d.%s.weight.lora_a" % (l, stem), [n_in, r]))
+    tensors.append(("blk.%d.%s.weight.lora_b" % (l, stem), [r, n_out]))
+head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
+for k, t, v in kv:
+    head += s(k) + struct.pack("<I", t) + v
+data, off = b"", 0
+for name, ne in tensors:
+    head += s(name) + struct.pack("<I", 2) + struct.pack("<QQ", *ne) + struct.pack("<IQ", 0, off)
+    blob = struct.pack("<%df" % (ne[0] * ne[1]), *[rng.gauss(0, sd) for _ in range(ne[0] * ne[1])])
+    blob += b"\0" * (-len(blob) % 32)
+    data += blob
+    off += len(blob)
+head += b"\0" * (-len(head) % 32)
+open(out, "wb").write(head + data)
+EOF
+}
+# signed_model_setup MODEL NAME: a key pair K/NAME.{key,pub} (K=$TMPD/keys,
+# set here), a trust dir K/trust that trusts it, and $TMPD/model.gguf, a copy
+# of MODEL signed with that key.
+signed_model_setup() {
+  K="$TMPD/keys"
+  mkdir -p "$K/trust"
+  "$SLM" keygen --out "$K/$2" >/dev/null 2>&1
+  cp "$K/$2.pub" "$K/trust/"
+  cp "$1" "$TMPD/model.gguf"
+  "$SLM" sign "$TMPD/model.gguf" --key "$K/$2.key" >/dev/null 2>&1
+}

@@ -27,44 +27,10 @@ if [[ ! -f "$M" ]]; then
 fi
 command -v python3 >/dev/null || { echo "SKIP part: no python3 to write adapters"; finish; exit $?; }
 
-# A random adapter for stories260K (dim 64, kv 32, ffn 172, 5 layers) in
-# llama.cpp's GGUF LoRA layout: lora_a ne = [n_in, r], lora_b ne = [r, n_out].
+# A random adapter for stories260K on four matrices (see lib.sh).
 # mkadapter OUT SEED [missing-alpha|bad-shape]
 mkadapter() {
-  python3 - "$@" <<'EOF'
-import random, struct, sys
-out, seed = sys.argv[1], int(sys.argv[2])
-fault = sys.argv[3] if len(sys.argv) > 3 else ""
-rng = random.Random(seed)
-dims = {"attn_q": (64, 64), "attn_v": (64, 32), "ffn_up": (64, 172), "ffn_down": (172, 64)}
-targets = [(0, "attn_q", 8), (2, "attn_v", 4), (1, "ffn_up", 8), (4, "ffn_down", 16)]
-def s(x):
-    b = x.encode()
-    return struct.pack("<Q", len(b)) + b
-kv = [("general.architecture", 8, s("llama")), ("general.type", 8, s("adapter")),
-      ("adapter.type", 8, s("lora"))]
-if fault != "missing-alpha":
-    kv.append(("adapter.lora.alpha", 6, struct.pack("<f", 16.0)))
-tensors = []
-for l, stem, r in targets:
-    n_in, n_out = dims[stem]
-    if fault == "bad-shape" and not tensors:
-        n_in += 1
-    tensors.append(("blk.%d.%s.weight.lora_a" % (l, stem), [n_in, r]))
-    tensors.append(("blk.%d.%s.weight.lora_b" % (l, stem), [r, n_out]))
-head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
-for k, t, v in kv:
-    head += s(k) + struct.pack("<I", t) + v
-data, off = b"", 0
-for name, ne in tensors:
-    head += s(name) + struct.pack("<I", 2) + struct.pack("<QQ", *ne) + struct.pack("<IQ", 0, off)
-    blob = struct.pack("<%df" % (ne[0] * ne[1]), *[rng.gauss(0, 0.2) for _ in range(ne[0] * ne[1])])
-    blob += b"\0" * (-len(blob) % 32)
-    data += blob
-    off += len(blob)
-head += b"\0" * (-len(head) % 32)
-open(out, "wb").write(head + data)
-EOF
+  mk_lora_adapter "$1" "$2" 16 0.2 "0:attn_q:8 2:attn_v:4 1:ffn_up:8 4:ffn_down:16" "${3:-}"
 }
 A="$TMPD/a.gguf"
 B="$TMPD/b.gguf"
@@ -125,12 +91,7 @@ expect_status 2 "too many --lora" "$SLM" "${RUN[@]}" -m "$M" --lora a --lora a -
 expect_status 2 "--lora without a value" "$SLM" run -p x --lora
 
 # signatures: with require_signature an adapter needs its own valid .sig
-K="$TMPD/keys"
-mkdir -p "$K/trust"
-"$SLM" keygen --out "$K/alice" >/dev/null 2>&1
-cp "$K/alice.pub" "$K/trust/"
-cp "$M" "$TMPD/model.gguf"
-"$SLM" sign "$TMPD/model.gguf" --key "$K/alice.key" >/dev/null 2>&1
+signed_model_setup "$M" alice
 TRUST="\"require_signature\":true,\"trust_dir\":\"$K/trust\""
 expect_status 1 "unsigned adapter refused" "$SLM" "${RUN[@]}" -m "$TMPD/model.gguf" \
   --config "{$TRUST}" --lora "$A"

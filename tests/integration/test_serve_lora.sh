@@ -15,39 +15,9 @@ command -v curl >/dev/null || skip "curl not found"
 SERVER_PID=
 trap 'if [[ -n $SERVER_PID ]]; then kill -KILL $SERVER_PID 2>/dev/null; fi; rm -rf "$TMPD"' EXIT
 
-# A random adapter for stories260K (dim 64, kv 32, ffn 172) in llama.cpp's
-# GGUF LoRA layout. mkadapter OUT SEED
+# A random adapter for stories260K on five matrices (see lib.sh). mkadapter OUT SEED
 mkadapter() {
-  python3 - "$@" <<'EOF'
-import random, struct, sys
-out, seed = sys.argv[1], int(sys.argv[2])
-rng = random.Random(seed)
-dims = {"attn_q": (64, 64), "attn_k": (64, 32), "attn_v": (64, 32), "ffn_up": (64, 172),
-        "ffn_down": (172, 64)}
-targets = [(0, "attn_q", 8), (1, "attn_k", 8), (2, "attn_v", 4), (3, "ffn_up", 8), (4, "ffn_down", 16)]
-def s(x):
-    b = x.encode()
-    return struct.pack("<Q", len(b)) + b
-kv = [("general.architecture", 8, s("llama")), ("general.type", 8, s("adapter")),
-      ("adapter.type", 8, s("lora")), ("adapter.lora.alpha", 6, struct.pack("<f", 8.0))]
-tensors = []
-for l, stem, r in targets:
-    n_in, n_out = dims[stem]
-    tensors.append(("blk.%d.%s.weight.lora_a" % (l, stem), [n_in, r]))
-    tensors.append(("blk.%d.%s.weight.lora_b" % (l, stem), [r, n_out]))
-head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
-for k, t, v in kv:
-    head += s(k) + struct.pack("<I", t) + v
-data, off = b"", 0
-for name, ne in tensors:
-    head += s(name) + struct.pack("<I", 2) + struct.pack("<QQ", *ne) + struct.pack("<IQ", 0, off)
-    blob = struct.pack("<%df" % (ne[0] * ne[1]), *[rng.gauss(0, 0.08) for _ in range(ne[0] * ne[1])])
-    blob += b"\0" * (-len(blob) % 32)
-    data += blob
-    off += len(blob)
-head += b"\0" * (-len(head) % 32)
-open(out, "wb").write(head + data)
-EOF
+  mk_lora_adapter "$1" "$2" 8 0.08 "0:attn_q:8 1:attn_k:8 2:attn_v:4 3:ffn_up:8 4:ffn_down:16"
 }
 mkadapter "$TMPD/a.gguf" 1
 mkadapter "$TMPD/b.gguf" 2
@@ -248,12 +218,7 @@ stderr_has "NAME=PATH" "--lora bad name"
 expect_status 1 "--lora with config adapters" timeout 30 "$SLM" serve -m "$M" --port 0 \
   --config "{\"adapters\":[\"$TMPD/b.gguf\"]}" --lora A="$TMPD/a.gguf"
 stderr_has "adapters" "--lora with config adapters"
-K="$TMPD/keys"
-mkdir -p "$K/trust"
-"$SLM" keygen --out "$K/k" >/dev/null 2>&1
-cp "$K/k.pub" "$K/trust/"
-cp "$M" "$TMPD/model.gguf"
-"$SLM" sign "$TMPD/model.gguf" --key "$K/k.key" >/dev/null 2>&1
+signed_model_setup "$M" k
 expect_status 1 "unsigned adapter refused at start" timeout 30 "$SLM" serve -m "$TMPD/model.gguf" \
   --port 0 --config "{\"require_signature\":true,\"trust_dir\":\"$K/trust\"}" --lora A="$TMPD/a.gguf"
 stderr_has "signature" "unsigned adapter refused at start"

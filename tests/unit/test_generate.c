@@ -4,23 +4,9 @@
 #include <stdio.h>
 
 #include "check.h"
+#include "textbuf.h"
 #include "quant/types.h"
 #include "testmodel.h"
-
-typedef struct text_buf {
-    char s[65536];
-    size_t n;
-} text_buf;
-
-static int collect(void *user, const char *t, size_t n) {
-    text_buf *b = user;
-    if (b->n + n < sizeof b->s) {
-        memcpy(b->s + b->n, t, n);
-        b->n += n;
-        b->s[b->n] = 0;
-    }
-    return 0;
-}
 
 /* What slm_session_set_token_info reports, checked as it comes. */
 typedef struct info_log {
@@ -59,13 +45,13 @@ static slm_config *config(const char *json) {
 }
 
 /* Generates with a config; returns the status, text in *out. */
-static slm_status gen(slm_model *m, const char *json, const char *prompt, text_buf *out,
+static slm_status gen(slm_model *m, const char *json, const char *prompt, slm_test_text *out,
                       slm_result *r) {
     slm_config *c = config(json);
     slm_session *s = NULL;
     memset(out, 0, sizeof *out);
     slm_status st = slm_session_new(m, c, &s);
-    if (st == SLM_OK) st = slm_generate(s, prompt, strlen(prompt), collect, out, r);
+    if (st == SLM_OK) st = slm_generate(s, prompt, strlen(prompt), slm_test_collect, out, r);
     slm_session_free(s);
     slm_config_free(c);
     return st;
@@ -143,7 +129,7 @@ int main(void) {
     free(ids);
 
     /* greedy is deterministic; 1 and 2 threads give the same sampled text */
-    text_buf a, b;
+    slm_test_text a, b;
     slm_result ra, rb;
     CHECK_OK(gen(m, "{\"temperature\":0,\"max_tokens\":40,\"ignore_eos\":true}", "the", &a, &ra));
     CHECK_OK(gen(m, "{\"temperature\":0,\"max_tokens\":40,\"ignore_eos\":true}", "the", &b, &rb));
@@ -171,10 +157,10 @@ int main(void) {
         memset(&lg, 0, sizeof lg);
         CHECK_ERR(slm_session_set_token_info(s, on_info, &lg, 21), SLM_ERR_INVALID_ARG, "n_top");
         CHECK_OK(slm_session_set_token_info(s, on_info, &lg, 5));
-        text_buf t;
+        slm_test_text t;
         memset(&t, 0, sizeof t);
         slm_result r;
-        CHECK_OK(slm_generate(s, "the", 3, collect, &t, &r));
+        CHECK_OK(slm_generate(s, "the", 3, slm_test_collect, &t, &r));
         CHECK(lg.n == 20 && r.n_generated == 20);
         CHECK(lg.bad_top == 0 && lg.bad_mass == 0 && lg.bad_order == 0 && lg.bad_greedy == 0);
         /* the reported logprob is the log-softmax of the prompt's last logits */
@@ -196,13 +182,13 @@ int main(void) {
         const char *pen = "{\"repeat_penalty\":5,\"frequency_penalty\":2,\"presence_penalty\":1}";
         CHECK_OK(slm_session_configure(s, pen, strlen(pen)));
         CHECK_OK(slm_session_set_token_info(s, on_info, &lg2, 5));
-        CHECK_OK(slm_generate(s, "the", 3, collect, &t, &r));
+        CHECK_OK(slm_generate(s, "the", 3, slm_test_collect, &t, &r));
         CHECK(lg2.n == 20 && fabs(lg2.lps[0] - lg.lps[0]) < 1e-5);
         int differs = 0;
         for (int i = 0; i < 20; i++) differs |= lg2.tokens[i] != lg.tokens[i];
         CHECK(differs); /* the penalties changed what greedy picked */
         CHECK_OK(slm_session_set_token_info(s, NULL, NULL, 0));
-        CHECK_OK(slm_generate(s, "the", 3, collect, &t, &r));
+        CHECK_OK(slm_generate(s, "the", 3, slm_test_collect, &t, &r));
         CHECK(lg2.n == 20);
         slm_session_free(s);
         slm_config_free(c);
@@ -214,22 +200,22 @@ int main(void) {
         slm_config *c = config("{\"temperature\":0,\"max_tokens\":12,\"ignore_eos\":true}");
         slm_session *s = NULL;
         CHECK_OK(slm_session_new(m, c, &s));
-        text_buf t1, t2, fresh;
+        slm_test_text t1, t2, fresh;
         slm_result r1, r2, rf;
         memset(&t1, 0, sizeof t1);
         memset(&t2, 0, sizeof t2);
         const char *p1 = "the sea and the ship";
         const char *p2 = "the sea and the ship in the wind";
-        CHECK_OK(slm_generate(s, p1, strlen(p1), collect, &t1, &r1));
+        CHECK_OK(slm_generate(s, p1, strlen(p1), slm_test_collect, &t1, &r1));
         CHECK(r1.n_cached == 0);
-        CHECK_OK(slm_generate(s, p2, strlen(p2), collect, &t2, &r2));
+        CHECK_OK(slm_generate(s, p2, strlen(p2), slm_test_collect, &t2, &r2));
         CHECK_MSG(r2.n_cached > 3, "reused %d", r2.n_cached);
         CHECK_OK(
             gen(m, "{\"temperature\":0,\"max_tokens\":12,\"ignore_eos\":true}", p2, &fresh, &rf));
         CHECK(!strcmp(t2.s, fresh.s));
         CHECK_OK(slm_session_configure(s, "{\"max_tokens\":3}", 16));
         memset(&t1, 0, sizeof t1);
-        CHECK_OK(slm_generate(s, p1, strlen(p1), collect, &t1, &r1));
+        CHECK_OK(slm_generate(s, p1, strlen(p1), slm_test_collect, &t1, &r1));
         CHECK(r1.n_generated == 3);
         CHECK_ERR(slm_session_configure(s, "{\"n_ctx\":64}", 12), SLM_ERR_CONFIG, "new session");
         CHECK_ERR(slm_session_configure(s, "{\"bogus\":1}", 11), SLM_ERR_CONFIG, "bogus");

@@ -11,6 +11,7 @@
 
 #include "base/clock.h"
 #include "check.h"
+#include "textbuf.h"
 #include "hybrid/cloud.h"
 #include "hybrid/hybrid.h"
 #include "quant/types.h"
@@ -168,21 +169,6 @@ static void test_config(void) {
 }
 
 /* ---- the router ---- */
-typedef struct text_buf {
-    char s[16384];
-    size_t n;
-} text_buf;
-
-static int collect(void *user, const char *t, size_t n) {
-    text_buf *b = user;
-    if (b->n + n < sizeof b->s) {
-        memcpy(b->s + b->n, t, n);
-        b->n += n;
-        b->s[b->n] = 0;
-    }
-    return 0;
-}
-
 /* A loopback port nothing listens on. */
 static int closed_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -303,8 +289,8 @@ static void test_fake_cloud(slm_model *m, slm_session *s) {
             slm_hybrid_request rq = {NULL, 0,       prompt, strlen(prompt), SLM_ROUTE_CLOUD,
                                      5000, streamed};
             slm_hybrid_result res;
-            text_buf out = {{0}, 0};
-            CHECK_OK(slm_hybrid_generate(h, s, &rq, collect, &out, &res));
+            slm_test_text out = {{0}, 0};
+            CHECK_OK(slm_hybrid_generate(h, s, &rq, slm_test_collect, &out, &res));
             CHECK_MSG(!res.degraded && !strcmp(res.route, "cloud"), "%s %s: %s",
                       streamed ? "stream" : "whole", res.degraded_cause, res.degraded_detail);
             CHECK_MSG(!strcmp(out.s, "Write to bob.jones@example.com today."),
@@ -344,9 +330,9 @@ static void test_router(void) {
     if (!s) return;
 
     const char *prompt = "the cat sat on the mat";
-    text_buf local = {{0}, 0};
+    slm_test_text local = {{0}, 0};
     slm_result lr;
-    CHECK_OK(slm_generate(s, prompt, strlen(prompt), collect, &local, &lr));
+    CHECK_OK(slm_generate(s, prompt, strlen(prompt), slm_test_collect, &local, &lr));
     CHECK(local.n > 0);
 
     /* local mode: the cloud section is never used, whatever the request asks */
@@ -356,8 +342,8 @@ static void test_router(void) {
     if (h0) {
         slm_hybrid_request rq = {NULL, 0, prompt, strlen(prompt), SLM_ROUTE_CLOUD, 0, 1};
         slm_hybrid_result res;
-        text_buf out = {{0}, 0};
-        CHECK_OK(slm_hybrid_generate(h0, s, &rq, collect, &out, &res));
+        slm_test_text out = {{0}, 0};
+        CHECK_OK(slm_hybrid_generate(h0, s, &rq, slm_test_collect, &out, &res));
         CHECK(!strcmp(res.route, "local") && !strcmp(res.reason, "mode_local") && !res.degraded);
         CHECK_MSG(!strcmp(out.s, local.s), "'%s' vs '%s'", out.s, local.s);
     }
@@ -415,9 +401,9 @@ static void test_router(void) {
         /* the cloud refuses: the local answer, marked degraded, fast */
         slm_hybrid_request rq = {NULL, 0, prompt, strlen(prompt), SLM_ROUTE_CLOUD, 5000, 1};
         slm_hybrid_result res;
-        text_buf out = {{0}, 0};
+        slm_test_text out = {{0}, 0};
         double t0 = slm_now_ms();
-        CHECK_OK(slm_hybrid_generate(h, s, &rq, collect, &out, &res));
+        CHECK_OK(slm_hybrid_generate(h, s, &rq, slm_test_collect, &out, &res));
         double ms = slm_now_ms() - t0;
         CHECK(!strcmp(res.route, "cloud") && !strcmp(res.reason, "override"));
         CHECK_MSG(res.degraded && !strcmp(res.degraded_cause, "refused"), "cause '%s' (%s)",
@@ -433,8 +419,8 @@ static void test_router(void) {
         /* blocked by the policy: stays local, not degraded (nothing was tried) */
         const char *pe = "write to bob@example.com please";
         slm_hybrid_request rb = {NULL, 0, pe, strlen(pe), SLM_ROUTE_CLOUD, 5000, 1};
-        text_buf ob = {{0}, 0};
-        CHECK_OK(slm_hybrid_generate(h, s, &rb, collect, &ob, &res));
+        slm_test_text ob = {{0}, 0};
+        CHECK_OK(slm_hybrid_generate(h, s, &rb, slm_test_collect, &ob, &res));
         CHECK_MSG(!strcmp(res.route, "local") && !strncmp(res.reason, "policy_block:", 13) &&
                       check_has(res.reason, "email") && !res.degraded,
                   "route %s reason %s", res.route, res.reason);
@@ -452,8 +438,8 @@ static void test_router(void) {
     if (h) {
         slm_hybrid_request rq = {NULL, 0, prompt, strlen(prompt), SLM_ROUTE_AUTO, 5000, 1};
         slm_hybrid_result res;
-        text_buf out = {{0}, 0};
-        CHECK_OK(slm_hybrid_generate(h, s, &rq, collect, &out, &res));
+        slm_test_text out = {{0}, 0};
+        CHECK_OK(slm_hybrid_generate(h, s, &rq, slm_test_collect, &out, &res));
         CHECK_MSG(!strcmp(res.reason, "low_confidence") && res.degraded &&
                       !strcmp(res.degraded_cause, "refused"),
                   "reason %s cause %s", res.reason, res.degraded_cause);
@@ -469,8 +455,8 @@ static void test_router(void) {
     if (h) {
         slm_hybrid_request rq = {NULL, 0, prompt, strlen(prompt), SLM_ROUTE_AUTO, 5000, 1};
         slm_hybrid_result res;
-        text_buf out = {{0}, 0};
-        CHECK_OK(slm_hybrid_generate(h, s, &rq, collect, &out, &res));
+        slm_test_text out = {{0}, 0};
+        CHECK_OK(slm_hybrid_generate(h, s, &rq, slm_test_collect, &out, &res));
         CHECK(!strcmp(res.route, "local") && !strcmp(res.reason, "confident") && !res.degraded);
         CHECK_MSG(!strcmp(out.s, local.s), "confident: '%s' vs '%s'", out.s, local.s);
         CHECK(res.completion_tokens == lr.n_generated);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 
 #include "check.h"
+#include "logits.h"
+#include "textbuf.h"
 #include "format/gguf.h"
 #include "quant/types.h"
 #include "testmodel.h"
@@ -108,19 +110,7 @@ static slm_config *config(const char *json) {
 /* Prompt logits of a session (adapters[0..n) with scales), malloc'd. */
 static float *logits_of(slm_model *m, const char *json, const slm_adapter *const *ads,
                         const float *scales, size_t n, size_t *count) {
-    slm_config *c = config(json ? json : "{\"threads\":2}");
-    slm_session *s = NULL;
-    float *lg = NULL;
-    size_t nt = 0, nv = 0;
-    *count = 0;
-    slm_status st = slm_session_new(m, c, &s);
-    if (st == SLM_OK && n) st = slm_session_set_adapters(s, ads, scales, n);
-    if (st == SLM_OK) st = slm_prompt_logits(s, PROMPT, strlen(PROMPT), &lg, &nt, &nv);
-    CHECK_MSG(st == SLM_OK, "logits: %s", slm_last_error());
-    slm_session_free(s);
-    slm_config_free(c);
-    *count = nt * nv;
-    return lg;
+    return slm_test_prompt_logits(m, json, PROMPT, ads, scales, n, count);
 }
 
 static float *logits_file(const char *path, size_t *count) {
@@ -134,43 +124,15 @@ static float *logits_file(const char *path, size_t *count) {
     return lg;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double d = 0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
-
-static double max_abs(const float *a, size_t n) {
-    double d = 0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i]));
-    return d;
-}
-
 static const target T1[] = {{0, "attn_q", 8},      {0, "attn_v", 4},   {1, "attn_k", 16},
                             {1, "attn_output", 8}, {0, "ffn_gate", 8}, {1, "ffn_up", 4},
                             {0, "ffn_down", 12}};
 static const target T2[] = {{1, "attn_q", 4}, {0, "ffn_up", 8}, {1, "ffn_down", 16}};
 
-/* Greedy text of a session. */
-typedef struct text_buf {
-    char s[4096];
-    size_t n;
-} text_buf;
-
-static int collect(void *user, const char *t, size_t n) {
-    text_buf *b = user;
-    if (b->n + n < sizeof b->s) {
-        memcpy(b->s + b->n, t, n);
-        b->n += n;
-        b->s[b->n] = 0;
-    }
-    return 0;
-}
-
-static void gen(slm_session *s, text_buf *out) {
+static void gen(slm_session *s, slm_test_text *out) {
     memset(out, 0, sizeof *out);
     slm_result r;
-    CHECK_OK(slm_generate(s, PROMPT, strlen(PROMPT), collect, out, &r));
+    CHECK_OK(slm_generate(s, PROMPT, strlen(PROMPT), slm_test_collect, out, &r));
 }
 
 static void test_f32_base(const char *base, const char *ad1, const char *ad2) {
@@ -195,11 +157,12 @@ static void test_f32_base(const char *base, const char *ad1, const char *ad2) {
     float *merged_lg = logits_file(m1, &nm);
     float *zero_lg = logits_of(m, NULL, one, s0, 1, &nz);
     if (base_lg && ad_lg && merged_lg && zero_lg && n0 == n1 && n0 == nm && n0 == nz) {
-        double effect = max_abs_diff(ad_lg, base_lg, n0);
-        double err = max_abs_diff(ad_lg, merged_lg, n0);
+        double effect = slm_test_max_abs_diff(ad_lg, base_lg, n0);
+        double err = slm_test_max_abs_diff(ad_lg, merged_lg, n0);
         printf("f32 base: adapter moves logits by %.4g; adapter vs merged %.3g\n", effect, err);
         CHECK_MSG(effect > 0.05, "the adapter barely changes the logits (%g)", effect);
-        CHECK_MSG(err < 1e-4 * fmax(1.0, max_abs(merged_lg, n0)), "adapter vs merged: %g", err);
+        CHECK_MSG(err < 1e-4 * fmax(1.0, slm_test_max_abs(merged_lg, n0)), "adapter vs merged: %g",
+                  err);
         CHECK_MSG(memcmp(zero_lg, base_lg, n0 * sizeof *base_lg) == 0,
                   "scale 0 is not bit-identical to the base model");
     }
@@ -214,10 +177,11 @@ static void test_f32_base(const char *base, const char *ad1, const char *ad2) {
     CHECK_OK(slm_adapter_merge_file(m1, ad2, m12, 0.5f, NULL));
     float *m12_lg = logits_file(m12, &n12);
     if (both_lg && m12_lg && nb == n12) {
-        double err = max_abs_diff(both_lg, m12_lg, nb);
+        double err = slm_test_max_abs_diff(both_lg, m12_lg, nb);
         printf("two adapters vs merged twice: %.3g\n", err);
-        CHECK_MSG(err < 1e-4 * fmax(1.0, max_abs(m12_lg, nb)), "two adapters vs merged: %g", err);
-        CHECK(max_abs_diff(both_lg, merged_lg, nb) > 0.01);
+        CHECK_MSG(err < 1e-4 * fmax(1.0, slm_test_max_abs(m12_lg, nb)),
+                  "two adapters vs merged: %g", err);
+        CHECK(slm_test_max_abs_diff(both_lg, merged_lg, nb) > 0.01);
     }
     free(both_lg);
     free(m12_lg);
@@ -235,7 +199,7 @@ static void test_f32_base(const char *base, const char *ad1, const char *ad2) {
     free(ref_lg);
     snprintf(cfgjson, sizeof cfgjson, "{\"threads\":2,\"adapters\":[\"%s\"]}", ad1);
     cfg_lg = logits_of(m, cfgjson, NULL, NULL, 0, &nc);
-    CHECK(cfg_lg && merged_lg && nc == nm && max_abs_diff(cfg_lg, merged_lg, nc) < 1e-3);
+    CHECK(cfg_lg && merged_lg && nc == nm && slm_test_max_abs_diff(cfg_lg, merged_lg, nc) < 1e-3);
     free(cfg_lg);
 
     /* Switching adapters on one session between generations: each
@@ -244,7 +208,7 @@ static void test_f32_base(const char *base, const char *ad1, const char *ad2) {
         slm_config *c = config("{\"threads\":2,\"temperature\":0,\"max_tokens\":24}");
         slm_session *s = NULL, *fresh = NULL;
         CHECK_OK(slm_session_new(m, c, &s));
-        text_buf t1, t2, t0, t1b, f1, f2;
+        slm_test_text t1, t2, t0, t1b, f1, f2;
         const slm_adapter *two[1] = {a2};
         CHECK_OK(slm_session_set_adapters(s, one, s1, 1));
         gen(s, &t1);
@@ -265,7 +229,7 @@ static void test_f32_base(const char *base, const char *ad1, const char *ad2) {
         gen(fresh, &f2);
         slm_session_free(fresh);
         fresh = NULL;
-        text_buf b0;
+        slm_test_text b0;
         CHECK_OK(slm_session_new(m, c, &fresh));
         gen(fresh, &b0);
         printf("switching: a1 \"%s\" | a2 \"%s\" | none \"%s\"\n", t1.s, t2.s, t0.s);
@@ -321,7 +285,8 @@ static void test_q8_base(const char *ad1) {
     CHECK_OK(slm_adapter_merge_file(base, ad1, mq, 1.0f, NULL));
     float *mq_lg = logits_file(mq, &nq);
     if (base_lg && ad_lg && mq_lg && n0 == n1 && n0 == nq) {
-        double effect = max_abs_diff(ad_lg, base_lg, n0), err = max_abs_diff(ad_lg, mq_lg, n0);
+        double effect = slm_test_max_abs_diff(ad_lg, base_lg, n0),
+               err = slm_test_max_abs_diff(ad_lg, mq_lg, n0);
         printf("q8_0 base: adapter moves logits by %.4g; adapter vs merged (q8_0) %.3g\n", effect,
                err);
         CHECK(effect > 0.05);
@@ -409,7 +374,8 @@ static void test_malformed(const char *base, const char *ad1) {
             size_t nh = 0;
             float *lgh = a ? logits_of(m, NULL, one, s1, 1, &nh) : NULL;
             if (lg32 && lg0 && lgh && nh == n32 && n0 == n32) {
-                double effect = max_abs_diff(lg32, lg0, n32), err = max_abs_diff(lgh, lg32, n32);
+                double effect = slm_test_max_abs_diff(lg32, lg0, n32),
+                       err = slm_test_max_abs_diff(lgh, lg32, n32);
                 printf("%s adapter vs f32 adapter: %.3g (effect %.3g)\n", k ? "bf16" : "f16", err,
                        effect);
                 CHECK(effect > 0.05);
@@ -535,9 +501,9 @@ static void test_threads(void) {
         float *lm = logits_file(merged, &nm);
         CHECK(l1 && l4 && n1 == n4 && memcmp(l1, l4, n1 * sizeof *l1) == 0);
         if (l1 && lm && n1 == nm) {
-            double err = max_abs_diff(l1, lm, n1);
+            double err = slm_test_max_abs_diff(l1, lm, n1);
             printf("wide model: adapter vs merged %.3g\n", err);
-            CHECK(err < 1e-4 * fmax(1.0, max_abs(lm, nm)));
+            CHECK(err < 1e-4 * fmax(1.0, slm_test_max_abs(lm, nm)));
         }
         free(l1);
         free(l4);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "logits.h"
 #include "format/gguf.h"
 #include "format/safetensors.h"
 #include "quant/types.h"
@@ -219,28 +220,6 @@ static slm_status write_config(const char *dir, const char *json) {
 
 /* ---- logits -------------------------------------------------------------- */
 
-static float *logits_with(slm_model *m, const slm_adapter *a, float scale, size_t *count) {
-    slm_config *c = NULL;
-    slm_session *s = NULL;
-    float *lg = NULL;
-    size_t nt = 0, nv = 0;
-    *count = 0;
-    const char *js = "{\"threads\":2}";
-    CHECK_OK(slm_config_new(&c));
-    CHECK_OK(slm_config_apply_json(c, js, strlen(js)));
-    slm_status st = slm_session_new(m, c, &s);
-    if (st == SLM_OK && a) {
-        const slm_adapter *one[1] = {a};
-        st = slm_session_set_adapters(s, one, &scale, 1);
-    }
-    if (st == SLM_OK) st = slm_prompt_logits(s, PROMPT, strlen(PROMPT), &lg, &nt, &nv);
-    CHECK_MSG(st == SLM_OK, "logits: %s", slm_last_error());
-    slm_session_free(s);
-    slm_config_free(c);
-    *count = nt * nv;
-    return lg;
-}
-
 static float *logits_path(slm_model *m, const char *adapter, size_t *count) {
     slm_adapter *a = NULL;
     *count = 0;
@@ -249,7 +228,9 @@ static float *logits_path(slm_model *m, const char *adapter, size_t *count) {
                   slm_last_error());
         if (!a) return NULL;
     }
-    float *lg = logits_with(m, a, 1.0f, count);
+    const slm_adapter *one[1] = {a};
+    const float scale = 1.0f;
+    float *lg = slm_test_prompt_logits(m, NULL, PROMPT, one, &scale, a ? 1 : 0, count);
     slm_adapter_free(a);
     return lg;
 }
@@ -264,18 +245,6 @@ static float *logits_file(const char *model, const char *adapter, size_t *count)
     float *lg = logits_path(m, adapter, count);
     slm_model_free(m);
     return lg;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double d = 0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
-
-static double max_abs(const float *a, size_t n) {
-    double d = 0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i]));
-    return d;
 }
 
 /* ---- PEFT equals GGUF equals merged -------------------------------------- */
@@ -313,23 +282,25 @@ static void test_equivalence(void) {
     float *lb = logits_path(m, pbf, &nb);
     if (base && lg && lp && ls && lc && lm && lm2 && lh && n0 == ng && ng == np && np == ns &&
         ns == nc && nc == nm && nm == nh && nm == nm2) {
-        double effect = max_abs_diff(lg, base, n0), tol = 1e-4 * fmax(1.0, max_abs(lm, nm));
+        double effect = slm_test_max_abs_diff(lg, base, n0),
+               tol = 1e-4 * fmax(1.0, slm_test_max_abs(lm, nm));
         printf("PEFT: adapter moves logits by %.4g; PEFT vs GGUF %.3g; PEFT vs merged %.3g; "
                "F16 PEFT vs F32 %.3g\n",
-               effect, max_abs_diff(lp, lg, n0), max_abs_diff(lp, lm, n0),
-               max_abs_diff(lh, lp, n0));
+               effect, slm_test_max_abs_diff(lp, lg, n0), slm_test_max_abs_diff(lp, lm, n0),
+               slm_test_max_abs_diff(lh, lp, n0));
         CHECK(effect > 0.05);
         /* same A and B after the permutation: the same arithmetic */
         CHECK_MSG(memcmp(lp, lg, n0 * sizeof *lp) == 0, "PEFT vs GGUF adapter: %g",
-                  max_abs_diff(lp, lg, n0));
+                  slm_test_max_abs_diff(lp, lg, n0));
         CHECK(memcmp(ls, lp, n0 * sizeof *lp) == 0);
         CHECK(memcmp(lc, lp, n0 * sizeof *lp) == 0);
-        CHECK_MSG(max_abs_diff(lp, lm, n0) < tol, "PEFT vs merged: %g", max_abs_diff(lp, lm, n0));
-        CHECK_MSG(max_abs_diff(lm, lm2, n0) < tol, "merged PEFT vs merged GGUF");
-        CHECK_MSG(max_abs_diff(lh, lp, n0) < 0.05 * effect, "F16 PEFT vs F32: %g",
-                  max_abs_diff(lh, lp, n0));
-        CHECK_MSG(lb && nb == n0 && max_abs_diff(lb, lp, n0) < 0.1 * effect, "BF16 PEFT vs F32: %g",
-                  lb ? max_abs_diff(lb, lp, n0) : -1.0);
+        CHECK_MSG(slm_test_max_abs_diff(lp, lm, n0) < tol, "PEFT vs merged: %g",
+                  slm_test_max_abs_diff(lp, lm, n0));
+        CHECK_MSG(slm_test_max_abs_diff(lm, lm2, n0) < tol, "merged PEFT vs merged GGUF");
+        CHECK_MSG(slm_test_max_abs_diff(lh, lp, n0) < 0.05 * effect, "F16 PEFT vs F32: %g",
+                  slm_test_max_abs_diff(lh, lp, n0));
+        CHECK_MSG(lb && nb == n0 && slm_test_max_abs_diff(lb, lp, n0) < 0.1 * effect,
+                  "BF16 PEFT vs F32: %g", lb ? slm_test_max_abs_diff(lb, lp, n0) : -1.0);
     }
     free(lb);
     /* without the permutation (a qwen2-style file on a llama model) the
@@ -340,7 +311,7 @@ static void test_equivalence(void) {
         CHECK_OK(write_peft(unperm, &g_ad, ALPHA, "F32", 0, NULL));
         size_t nu = 0;
         float *lu = logits_path(m, unperm, &nu);
-        if (lu && lp && nu == np) CHECK(max_abs_diff(lu, lp, nu) > 1e-3);
+        if (lu && lp && nu == np) CHECK(slm_test_max_abs_diff(lu, lp, nu) > 1e-3);
         free(lu);
     }
     free(base);
@@ -370,11 +341,11 @@ static void test_rslora(void) {
     float *lg = logits_path(m, gg, &ng);
     float *lp = logits_path(m, g_peft, &np);
     if (lr && lg && lp && nr == ng && ng == np) {
-        double d = max_abs_diff(lr, lg, nr);
+        double d = slm_test_max_abs_diff(lr, lg, nr);
         printf("rsLoRA vs equivalent GGUF: %.3g (vs plain PEFT %.3g)\n", d,
-               max_abs_diff(lr, lp, nr));
-        CHECK(d < 1e-4 * fmax(1.0, max_abs(lg, ng)));
-        CHECK(max_abs_diff(lr, lp, nr) > 1e-3);
+               slm_test_max_abs_diff(lr, lp, nr));
+        CHECK(d < 1e-4 * fmax(1.0, slm_test_max_abs(lg, ng)));
+        CHECK(slm_test_max_abs_diff(lr, lp, nr) > 1e-3);
     }
     free(lr);
     free(lg);
@@ -419,15 +390,16 @@ static void test_patterns(void) {
     float *lg = m ? logits_path(m, gg, &ng) : NULL;
     float *l0 = m ? logits_path(m, NULL, &n0) : NULL;
     if (lp && lg && l0 && np == ng && ng == n0) {
-        double d_pg = max_abs_diff(lp, lg, np);
+        double d_pg = slm_test_max_abs_diff(lp, lg, np);
         printf("rank/alpha patterns: PEFT vs GGUF twin %.3g (effect %.3g)\n", d_pg,
-               max_abs_diff(lp, l0, np));
-        CHECK(max_abs_diff(lp, l0, np) > 0.05);
-        CHECK_MSG(d_pg < 1e-5 * fmax(1.0, max_abs(lg, ng)), "patterns: PEFT vs GGUF %g", d_pg);
+               slm_test_max_abs_diff(lp, l0, np));
+        CHECK(slm_test_max_abs_diff(lp, l0, np) > 0.05);
+        CHECK_MSG(d_pg < 1e-5 * fmax(1.0, slm_test_max_abs(lg, ng)), "patterns: PEFT vs GGUF %g",
+                  d_pg);
     }
     size_t nn = 0;
     float *ln = m ? logits_path(m, dir2, &nn) : NULL;
-    if (ln && lg && nn == ng) CHECK(max_abs_diff(ln, lg, nn) > 1e-3);
+    if (ln && lg && nn == ng) CHECK(slm_test_max_abs_diff(ln, lg, nn) > 1e-3);
     free(lp);
     free(lg);
     free(l0);
@@ -527,14 +499,15 @@ static void test_rope_semantics(void) {
     float *ah = logits_file(h, dir, &n3);
     float *al = logits_file(l, dir, &n4);
     if (bh && bl && ah && al && n1 == n2 && n2 == n3 && n3 == n4) {
-        double tol = 1e-4 * fmax(1.0, max_abs(bh, n1));
+        double tol = 1e-4 * fmax(1.0, slm_test_max_abs(bh, n1));
         printf("RoPE: qwen2(HF order) vs llama(permuted): base %.3g, with PEFT %.3g (effect "
                "%.3g)\n",
-               max_abs_diff(bh, bl, n1), max_abs_diff(ah, al, n1), max_abs_diff(ah, bh, n1));
-        CHECK_MSG(max_abs_diff(bh, bl, n1) < tol, "the two base models differ");
-        CHECK(max_abs_diff(ah, bh, n1) > 0.05);
-        CHECK_MSG(max_abs_diff(ah, al, n1) < tol, "PEFT on qwen2 vs llama: %g",
-                  max_abs_diff(ah, al, n1));
+               slm_test_max_abs_diff(bh, bl, n1), slm_test_max_abs_diff(ah, al, n1),
+               slm_test_max_abs_diff(ah, bh, n1));
+        CHECK_MSG(slm_test_max_abs_diff(bh, bl, n1) < tol, "the two base models differ");
+        CHECK(slm_test_max_abs_diff(ah, bh, n1) > 0.05);
+        CHECK_MSG(slm_test_max_abs_diff(ah, al, n1) < tol, "PEFT on qwen2 vs llama: %g",
+                  slm_test_max_abs_diff(ah, al, n1));
     }
     free(bh);
     free(bl);

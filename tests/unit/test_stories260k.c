@@ -5,21 +5,7 @@
 
 #include "base/mmap_file.h"
 #include "check.h"
-
-typedef struct text_buf {
-    char s[16384];
-    size_t n;
-} text_buf;
-
-static int collect(void *user, const char *t, size_t n) {
-    text_buf *b = user;
-    if (b->n + n < sizeof b->s) {
-        memcpy(b->s + b->n, t, n);
-        b->n += n;
-        b->s[b->n] = 0;
-    }
-    return 0;
-}
+#include "textbuf.h"
 
 static slm_session *session(slm_model *m, const char *json) {
     slm_config *c = NULL;
@@ -38,13 +24,13 @@ static void check_greedy(slm_model *m, const char *expected_path, int threads) {
     char json[128];
     snprintf(json, sizeof json, "{\"temperature\":0,\"max_tokens\":200,\"threads\":%d}", threads);
     slm_session *s = session(m, json);
-    text_buf out = {.n = 0};
+    slm_test_text out = {.n = 0};
     const char *prompt = "Once upon a time";
     size_t pl = strlen(prompt);
     memcpy(out.s, prompt, pl);
     out.n = pl;
     slm_result r;
-    CHECK_OK(slm_generate(s, prompt, pl, collect, &out, &r));
+    CHECK_OK(slm_generate(s, prompt, pl, slm_test_collect, &out, &r));
     CHECK_MSG(r.n_generated == 200, "generated %d", r.n_generated);
     CHECK_MSG(expected && out.n == elen && memcmp(out.s, expected, elen) == 0,
               "greedy output differs (threads %d):\n--- got\n%s\n--- expected\n%s", threads, out.s,
