@@ -32,6 +32,7 @@
 
 #include "base/fp16.h"
 #include "kernels/kernels.h"
+#include "kernels/x86_kquant.h"
 #include "quant/types.h"
 
 /* CPUID directly rather than __builtin_cpu_supports, which not every
@@ -579,8 +580,54 @@ static inline __m256i a2_int(int q8, __m256i w, __m256i init, __m256i xu) {
         if (HM) (ACC) = _mm256_fmadd_ps((M), (DXS), (ACC));                                        \
     } while (0)
 
+/* a2_dot_row for q4_k, a super-block at a time: its 8 scales and minimums
+ * decoded once with byte shuffles (the same products d * scale and
+ * -(dmin * min) a2_decode forms per block), and, q4_k having no code
+ * offset, each lane's sum(w * c) as one vpmaddubsw of the unsigned codes
+ * with the signed activations (|w * c| <= 15 * 127, no saturation) instead
+ * of the biased form plus its correction: the same integers, so the same
+ * bits as the batched path. */
+static inline __attribute__((always_inline)) float a2_dot_q4k_row(const uint8_t *row,
+                                                                  const uint8_t *xq, int64_t n) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < n / 256; sb++) {
+        const uint8_t *blk = row + (size_t)sb * 144;
+        __m128i sc8, mn8;
+        slm_x86_kscales(blk, &sc8, &mn8);
+        const __m256 s8 = _mm256_mul_ps(_mm256_set1_ps(half_at(blk)),
+                                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc8)));
+        const __m256 m8 =
+            _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(half_at(blk + 2)),
+                                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn8))),
+                          _mm256_set1_ps(-0.0f));
+        for (int j2 = 0; j2 < 4; j2++) {
+            const __m256i raw =
+                _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16 + 32 * j2));
+            for (int h = 0; h < 2; h++) {
+                const int j = 2 * j2 + h;
+                const uint8_t *xb = xq + (size_t)(8 * sb + j) * A2_XB;
+                const __m256i w = _mm256_and_si256(h ? _mm256_srli_epi16(raw, 4) : raw, low4);
+                const __m256i c =
+                    _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb), flip);
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, c), ones);
+                const __m256i lane = _mm256_set1_epi32(j);
+                const __m256 sj = _mm256_permutevar8x32_ps(s8, lane);
+                const __m256 mj =
+                    _mm256_blend_ps(_mm256_setzero_ps(), _mm256_permutevar8x32_ps(m8, lane), 0x01);
+                const __m256 dx = _mm256_loadu_ps((const float *)(const void *)(xb + 32));
+                const __m256 dxs = _mm256_loadu_ps((const float *)(const void *)(xb + 64));
+                A2_STEP(acc, p, sj, dx, mj, dxs, 1);
+            }
+        }
+    }
+    return hsum8(acc);
+}
+
 static inline __attribute__((always_inline)) float a2_dot_row(uint32_t type, const uint8_t *row,
                                                               const uint8_t *xq, int64_t n) {
+    if (type == SLM_TYPE_Q4_K) return a2_dot_q4k_row(row, xq, n);
     const int q8 = type == SLM_TYPE_Q8_0, hm = a2_has_min(type);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; b++, xq += A2_XB) {

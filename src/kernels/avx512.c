@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/x86_kquant.h"
 #include "quant/types.h"
 
 /* Rows dequantized at once in the batched path: what slm_matmul_scratch_floats
@@ -506,29 +507,9 @@ dot_x8_q4k_row(const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_
         const uint8_t *blk = row + (size_t)b * 144;
         for (int k = 0; k < 144; k += 64)
             _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
-        /* the 8 scales and minimums of k_scale_min, 8 lanes at once:
-         * j < 4: sc = b[j] & 63, mn = b[j + 4] & 63; j >= 4: sc = (b[j + 4] &
-         * 15) | (b[j - 4] >> 6) << 4, mn = (b[j + 4] >> 4) | (b[j] >> 6) << 4 */
-        const __m128i sb = _mm_loadu_si128((const __m128i *)(const void *)(blk)); /* 16 of 144 */
-        const __m128i b4 = _mm_srli_si128(sb, 4); /* b[k] = scale byte k */
-        const __m128i lo_s = _mm_shuffle_epi8(
-            b4, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
-        const __m128i lo_m = _mm_shuffle_epi8(
-            b4, _mm_setr_epi8(4, 5, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
-        const __m128i hi_s = _mm_shuffle_epi8(
-            b4, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1));
-        const __m128i hi_m = _mm_shuffle_epi8(
-            b4, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, -1, -1, -1, -1));
-        const __m128i m63lo = _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 0, 0, 0, 0, 0, 0, 0, 0);
-        const __m128i c3 = _mm_set1_epi8(3);
-        const __m128i sc8 =
-            _mm_or_si128(_mm_and_si128(lo_s, m63lo),
-                         _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hi_s, 6), c3), 4));
-        const __m128i mnlo =
-            _mm_blend_epi16(_mm_and_si128(lo_m, _mm_set1_epi8(63)),
-                            _mm_and_si128(_mm_srli_epi16(lo_m, 4), _mm_set1_epi8(15)), 0x0c);
-        const __m128i mn8 =
-            _mm_or_si128(mnlo, _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hi_m, 6), c3), 4));
+        /* the 8 scales and minimums of k_scale_min, 8 lanes at once */
+        __m128i sc8, mn8;
+        slm_x86_kscales(blk, &sc8, &mn8);
         const __m512 s8 = _mm512_mul_ps(_mm512_set1_ps(half_to_f32(blk)),
                                         _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc8)));
         const __m512 m8 =

@@ -1,0 +1,41 @@
+/* Shared by the x86 providers (avx2.c, avx512.c; both compiled with at least
+ * AVX2, so SSSE3/SSE4.1 are there): q4_k/q5_k packed 6-bit scales and
+ * minimums decoded 8 at a time with byte shuffles, exactly as the reference
+ * decodes them one at a time. */
+#ifndef SLM_KERNELS_X86_KQUANT_H
+#define SLM_KERNELS_X86_KQUANT_H
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+#include <stdint.h>
+
+/* blk: a q4_k/q5_k super-block (d, dmin, then 12 bytes of packed scales at
+ * +4). Returns the 8 sub-block scales in bytes 0-7 of *sc and the 8
+ * minimums in bytes 0-7 of *mn (bytes 8-15 zero):
+ * j < 4: sc = b[j] & 63, mn = b[j + 4] & 63;
+ * j >= 4: sc = (b[j + 4] & 15) | (b[j - 4] >> 6) << 4,
+ *         mn = (b[j + 4] >> 4) | (b[j] >> 6) << 4   (b = the 12 bytes). */
+static inline __attribute__((always_inline)) void slm_x86_kscales(const uint8_t *blk, __m128i *sc,
+                                                                  __m128i *mn) {
+    const __m128i sb = _mm_loadu_si128((const __m128i *)(const void *)blk); /* 16 of 144+ */
+    const __m128i b4 = _mm_srli_si128(sb, 4);
+    const __m128i lo_s = _mm_shuffle_epi8(
+        b4, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
+    const __m128i lo_m = _mm_shuffle_epi8(
+        b4, _mm_setr_epi8(4, 5, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
+    const __m128i hi_s = _mm_shuffle_epi8(
+        b4, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1));
+    const __m128i hi_m = _mm_shuffle_epi8(
+        b4, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, -1, -1, -1, -1));
+    const __m128i m63lo = _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m128i c3 = _mm_set1_epi8(3);
+    *sc = _mm_or_si128(_mm_and_si128(lo_s, m63lo),
+                       _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hi_s, 6), c3), 4));
+    const __m128i mnlo =
+        _mm_blend_epi16(_mm_and_si128(lo_m, _mm_set1_epi8(63)),
+                        _mm_and_si128(_mm_srli_epi16(lo_m, 4), _mm_set1_epi8(15)), 0x0c);
+    *mn = _mm_or_si128(mnlo, _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hi_m, 6), c3), 4));
+}
+
+#endif
+#endif
