@@ -625,9 +625,63 @@ static inline __attribute__((always_inline)) float a2_dot_q4k_row(const uint8_t 
     return hsum8(acc);
 }
 
+/* a2_dot_row for q6_k, a super-block at a time: the 16 scales times d
+ * converted once (the products a2_decode forms per block), each half's low
+ * and high bits loaded once, each block's codes q (0..63) placed in bits 0-5
+ * with shifts, and each lane's sum((q - 32) * c) as one vpmaddubsw of q with
+ * the signed activations (|q * c| <= 63 * 127: no saturation) minus
+ * 32 * sum(c): the same integers as the batched path's, so the same bits. */
+static inline __attribute__((always_inline)) float a2_dot_q6k_row(const uint8_t *row,
+                                                                  const uint8_t *xq, int64_t n) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
+    const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
+    const __m256i k32 = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < n / 256; sb++) {
+        const uint8_t *blk = row + (size_t)sb * 210;
+        const __m256 d = _mm256_set1_ps(half_at(blk + 208));
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)(blk + 192));
+        const __m256 s16[2] = {
+            _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))),
+            _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))))};
+        for (int h = 0; h < 2; h++) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * h));
+            const __m256i ql1 =
+                _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * h + 32));
+            const __m256i qh =
+                _mm256_loadu_si256((const __m256i *)(const void *)(blk + 128 + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                const int j = 4 * h + k; /* block of the super-block */
+                const uint8_t *xb = xq + (size_t)(8 * sb + j) * A2_XB;
+                const __m256i ql = k & 1 ? ql1 : ql0;
+                const __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, low4);
+                /* bits 2k, 2k + 1 of qh into bits 4-5 */
+                const __m256i hi = _mm256_and_si256(k < 2 ? _mm256_slli_epi16(qh, 4 - 2 * k)
+                                                          : _mm256_srli_epi16(qh, 2 * k - 4),
+                                                    bits45);
+                const __m256i q = _mm256_or_si256(lo, hi);
+                const __m256i c =
+                    _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb), flip);
+                const __m256i p =
+                    _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q, c), ones),
+                                     _mm256_madd_epi16(_mm256_maddubs_epi16(k32, c), ones));
+                /* scales 2j, 2j + 1 of the 16, each over 4 lanes */
+                const __m256i pick = _mm256_setr_epi32(
+                    2 * (j % 4), 2 * (j % 4), 2 * (j % 4), 2 * (j % 4), 2 * (j % 4) + 1,
+                    2 * (j % 4) + 1, 2 * (j % 4) + 1, 2 * (j % 4) + 1);
+                const __m256 sj = _mm256_permutevar8x32_ps(s16[j / 4], pick);
+                const __m256 dx = _mm256_loadu_ps((const float *)(const void *)(xb + 32));
+                A2_STEP(acc, p, sj, dx, sj, dx, 0);
+            }
+        }
+    }
+    return hsum8(acc);
+}
+
 static inline __attribute__((always_inline)) float a2_dot_row(uint32_t type, const uint8_t *row,
                                                               const uint8_t *xq, int64_t n) {
     if (type == SLM_TYPE_Q4_K) return a2_dot_q4k_row(row, xq, n);
+    if (type == SLM_TYPE_Q6_K) return a2_dot_q6k_row(row, xq, n);
     const int q8 = type == SLM_TYPE_Q8_0, hm = a2_has_min(type);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; b++, xq += A2_XB) {
