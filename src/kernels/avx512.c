@@ -492,20 +492,24 @@ static inline __attribute__((always_inline)) wpair decode_pair(uint32_t type, co
  * its 4 codes), computed once per call for all rows. Then each lane's
  * sum((q - offset) * c) is one vpdpbusd of the unsigned stored codes q
  * (every type but q8_0, whose codes are signed: |w| . sign(c, w)). */
-/* dot_x8_row for q4_k, a super-block (4 pairs) at a time: the scales and
- * minimums are decoded once per super-block instead of once per pair. The
- * per-lane values (d * scale, -(dmin * min)) and the step are exactly those
- * of k_pair + dot_x8_row, so the bits match the prefill path. */
-static inline __attribute__((always_inline)) float
-dot_x8_q4k_row(const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
+/* dot_x8_row for q4_k and q5_k, a super-block (4 pairs) at a time: the
+ * scales and minimums are decoded once per super-block instead of once per
+ * pair. The codes, the per-lane values (d * scale, -(dmin * min)) and the
+ * step are exactly those of k_pair + dot_x8_row, so the bits match the
+ * prefill path. */
+static inline __attribute__((always_inline)) float dot_x8_k45_row(uint32_t type, const uint8_t *row,
+                                                                  const uint8_t *xp,
+                                                                  const uint8_t *aux, int64_t n) {
+    const int q5 = type == SLM_TYPE_Q5_K;
+    const size_t bb = q5 ? 176 : 144, qs = q5 ? 48 : 16;
     const int64_t nsb = n / 256;
     const __m512i shift =
         _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_setzero_si512(), _mm512_set1_epi16(4));
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i low4 = _mm512_set1_epi8(0x0f), one8 = _mm512_set1_epi8(1);
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     for (int64_t b = 0; b < nsb; b++) {
-        const uint8_t *blk = row + (size_t)b * 144;
-        for (int k = 0; k < 144; k += 64)
+        const uint8_t *blk = row + (size_t)b * bb;
+        for (size_t k = 0; k < bb; k += 64)
             _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
         /* the 8 scales and minimums of k_scale_min, 8 lanes at once */
         __m128i sc8, mn8;
@@ -520,8 +524,19 @@ dot_x8_q4k_row(const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_
             const int64_t p = 4 * b + j2;
             const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
             __m512i raw = _mm512_broadcast_i64x4(
-                _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16 + 32 * j2)));
+                _mm256_loadu_si256((const __m256i *)(const void *)(blk + qs + 32 * j2)));
             __m512i w = _mm512_and_si512(_mm512_srlv_epi16(raw, shift), low4);
+            if (q5) {
+                /* bit j (first 32 codes) / j + 1 (next 32) of the high bits,
+                 * j = 2 * j2, into bit 4 */
+                const __m512i qh = _mm512_broadcast_i64x4(
+                    _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)));
+                const __m512i sh =
+                    _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_set1_epi16((short)(2 * j2)),
+                                            _mm512_set1_epi16((short)(2 * j2 + 1)));
+                w = _mm512_or_si512(
+                    w, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh), one8), 4));
+            }
             const __m512i pick = _mm512_mask_blend_epi32(
                 (__mmask16)0xff00, _mm512_set1_epi32(2 * j2), _mm512_set1_epi32(2 * j2 + 1));
             __m512 s = _mm512_permutexvar_ps(pick, s8);
@@ -583,7 +598,8 @@ dot_x8_q6k_row(const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_
 static inline __attribute__((always_inline)) float
 dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
     if (type == SLM_TYPE_Q6_K) return dot_x8_q6k_row(row, xp, aux, n);
-    if (type == SLM_TYPE_Q4_K) return dot_x8_q4k_row(row, xp, aux, n);
+    if (type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K)
+        return dot_x8_k45_row(type, row, xp, aux, n);
     const int64_t nb = n / 32, np = (nb + 1) / 2;
     const int hm = x8_has_min(type);
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
