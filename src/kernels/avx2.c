@@ -580,20 +580,25 @@ static inline __m256i a2_int(int q8, __m256i w, __m256i init, __m256i xu) {
         if (HM) (ACC) = _mm256_fmadd_ps((M), (DXS), (ACC));                                        \
     } while (0)
 
-/* a2_dot_row for q4_k, a super-block at a time: its 8 scales and minimums
- * decoded once with byte shuffles (the same products d * scale and
- * -(dmin * min) a2_decode forms per block), and, q4_k having no code
+/* a2_dot_row for q4_k and q5_k, a super-block at a time: its 8 scales and
+ * minimums decoded once with byte shuffles (the same products d * scale and
+ * -(dmin * min) a2_decode forms per block), and, these types having no code
  * offset, each lane's sum(w * c) as one vpmaddubsw of the unsigned codes
- * with the signed activations (|w * c| <= 15 * 127, no saturation) instead
+ * with the signed activations (|w * c| <= 31 * 127, no saturation) instead
  * of the biased form plus its correction: the same integers, so the same
  * bits as the batched path. */
-static inline __attribute__((always_inline)) float a2_dot_q4k_row(const uint8_t *row,
+static inline __attribute__((always_inline)) float a2_dot_k45_row(uint32_t type, const uint8_t *row,
                                                                   const uint8_t *xq, int64_t n) {
+    const int q5 = type == SLM_TYPE_Q5_K;
+    const size_t bb = q5 ? 176 : 144, qs = q5 ? 48 : 16;
     const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    const __m256i flip = _mm256_set1_epi8((char)0x80), bit4 = _mm256_set1_epi8(0x10);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t sb = 0; sb < n / 256; sb++) {
-        const uint8_t *blk = row + (size_t)sb * 144;
+        const uint8_t *blk = row + (size_t)sb * bb;
+        /* q5_k: bit j of each high-bit byte is code j's fifth bit */
+        const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16))
+                              : _mm256_setzero_si256();
         __m128i sc8, mn8;
         slm_x86_kscales(blk, &sc8, &mn8);
         const __m256 s8 = _mm256_mul_ps(_mm256_set1_ps(half_at(blk)),
@@ -604,11 +609,15 @@ static inline __attribute__((always_inline)) float a2_dot_q4k_row(const uint8_t 
                           _mm256_set1_ps(-0.0f));
         for (int j2 = 0; j2 < 4; j2++) {
             const __m256i raw =
-                _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16 + 32 * j2));
+                _mm256_loadu_si256((const __m256i *)(const void *)(blk + qs + 32 * j2));
             for (int h = 0; h < 2; h++) {
                 const int j = 2 * j2 + h;
                 const uint8_t *xb = xq + (size_t)(8 * sb + j) * A2_XB;
-                const __m256i w = _mm256_and_si256(h ? _mm256_srli_epi16(raw, 4) : raw, low4);
+                __m256i w = _mm256_and_si256(h ? _mm256_srli_epi16(raw, 4) : raw, low4);
+                if (q5) /* bit j to bit 4 */
+                    w = _mm256_or_si256(w, _mm256_and_si256(j < 4 ? _mm256_slli_epi16(qh, 4 - j)
+                                                                  : _mm256_srli_epi16(qh, j - 4),
+                                                            bit4));
                 const __m256i c =
                     _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb), flip);
                 const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, c), ones);
@@ -680,7 +689,7 @@ static inline __attribute__((always_inline)) float a2_dot_q6k_row(const uint8_t 
 
 static inline __attribute__((always_inline)) float a2_dot_row(uint32_t type, const uint8_t *row,
                                                               const uint8_t *xq, int64_t n) {
-    if (type == SLM_TYPE_Q4_K) return a2_dot_q4k_row(row, xq, n);
+    if (type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K) return a2_dot_k45_row(type, row, xq, n);
     if (type == SLM_TYPE_Q6_K) return a2_dot_q6k_row(row, xq, n);
     const int q8 = type == SLM_TYPE_Q8_0, hm = a2_has_min(type);
     __m256 acc = _mm256_setzero_ps();
