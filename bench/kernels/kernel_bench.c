@@ -21,19 +21,9 @@
 #include "quant/types.h"
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 double kb_fma_per_ns(int64_t iters);
 double kb_dpbusd_per_ns(int64_t iters);
 double kb_fma_latency_ns(int64_t iters);
-
-static int has_avx512_vnni(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    unsigned xcr0_lo, xcr0_hi;
-    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    (void)xcr0_hi;
-    return (b & (1u << 16)) && (b & (1u << 30)) && (c & (1u << 11)) && (xcr0_lo & 0xe6u) == 0xe6u;
-}
 #endif
 
 static void usage(void) {
@@ -156,7 +146,9 @@ int main(int argc, char **argv) {
     const slm_provider *pv = slm_provider_select(pname ? &pname : NULL, pname ? 1 : 0);
     printf("provider %s, %lld columns\n", pv->name, (long long)n);
 #if defined(__x86_64__)
-    if (has_avx512_vnni()) {
+    /* the avx512 provider's int8 path is there exactly when the CPU has
+     * AVX-512 F/BW/VL/DQ and VNNI, all the pipe measurements use */
+    if (slm_provider_avx512.available() && slm_provider_avx512.int8_activations(SLM_TYPE_Q8_0)) {
         printf("per core: 512-bit FMA %.2f/ns, vpdpbusd %.2f/ns (independent chains); "
                "dependent FMA %.2f ns\n",
                kb_fma_per_ns(20000000), kb_dpbusd_per_ns(20000000), kb_fma_latency_ns(100000000));

@@ -600,17 +600,15 @@ dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *
     if (type == SLM_TYPE_Q6_K) return dot_x8_q6k_row(row, xp, aux, n);
     if (type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K)
         return dot_x8_k45_row(type, row, xp, aux, n);
+    /* the legacy types (without VBMI) */
     const int64_t nb = n / 32, np = (nb + 1) / 2;
     const int hm = x8_has_min(type);
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     for (int64_t p = 0; p < np; p++) {
         const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
-        _mm_prefetch((const char *)row +
-                         (is_k_type(type) ? (size_t)p * 44 /* q5_k */
-                                          : (size_t)p * 2 * legacy_block_bytes(type)) +
-                         DECODE_PREFETCH,
+        _mm_prefetch((const char *)row + (size_t)p * 2 * legacy_block_bytes(type) + DECODE_PREFETCH,
                      _MM_HINT_T0);
-        wpair wp = raw_pair(type, row, p, nb);
+        wpair wp = legacy_pair(type, row, p, nb);
         __m512i c = _mm512_loadu_si512(aq), q;
         if (type == SLM_TYPE_Q8_0) {
             q = _mm512_dpbusd_epi32(
