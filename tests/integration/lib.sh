@@ -45,6 +45,25 @@ wait_listening() {
   return 1
 }
 skip() { echo "SKIP: $*"; exit 77; }
+# run_py NAME SECS [ARG...]: runs the python program on stdin (at most SECS
+# seconds) with argv $PORT ARG..., shows its output and folds its last
+# "N passed, N failed" line into ours
+run_py() {
+  local name=$1 secs=$2
+  shift 2
+  timeout "$secs" python3 - "$PORT" "$@" >"$TMPD/$name.out" 2>&1
+  local rc=$?
+  cat "$TMPD/$name.out"
+  local tp tf
+  read -r tp _ tf _ < <(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMPD/$name.out" | tail -1)
+  if [[ ${tp:-} =~ ^[0-9]+$ && ${tf:-} =~ ^[0-9]+$ ]]; then
+    PASSED=$((PASSED + tp))
+    FAILED=$((FAILED + tf))
+    [[ $rc -eq 0 || $tf -gt 0 ]] || bad "$name: exit $rc"
+  else
+    bad "$name: no result line (exit $rc)"
+  fi
+}
 # mk_lora_adapter OUT SEED ALPHA STDDEV "LAYER:STEM:RANK ..." [missing-alpha|bad-shape]:
 # writes a random LoRA adapter for stories260K (dim 64, kv 32, ffn 172,
 # 5 layers) in llama.cpp's GGUF LoRA layout (lora_a ne = [n_in, r], lora_b

@@ -29,23 +29,6 @@ start_server() {
   return 1
 }
 
-# run_py NAME: runs the python program on stdin against $PORT and $SERVER_PID,
-# folds its "N passed, N failed" into ours
-run_py() {
-  local name=$1
-  python3 - "$PORT" "$SERVER_PID" >"$TMPD/$name.out" 2>&1
-  local rc=$?
-  cat "$TMPD/$name.out"
-  local tp tf
-  read -r tp _ tf _ < <(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMPD/$name.out" | tail -1)
-  if [[ ${tp:-} =~ ^[0-9]+$ && ${tf:-} =~ ^[0-9]+$ ]]; then
-    PASSED=$((PASSED + tp))
-    FAILED=$((FAILED + tf))
-    [[ $rc -eq 0 || $tf -gt 0 ]] || bad "$name: exit $rc"
-  else
-    bad "$name: no result line (exit $rc)"
-  fi
-}
 
 cat >"$TMPD/common.py" <<'EOF'
 import http.client, json, sys, threading, time
@@ -108,7 +91,7 @@ EOF
 
 # ---- 16 streaming clients against 4 slots --------------------------------------------
 start_server "$TMPD/load.log" --parallel 4 --queue 8 --ctx 8192 --timeout 120 -q || { finish; exit 1; }
-run_py load <<EOF
+run_py load 600 "$SERVER_PID" <<EOF
 $(cat "$TMPD/common.py")
 PROMPTS = ["Once upon a time", "The little dog", "Lily and Ben", "One day, a bird"]
 N_CLIENTS = 16
@@ -210,7 +193,7 @@ SERVER_PID=
 
 # ---- a full queue, deadlines: one slot, a queue of one, a 1 s deadline ----------------------------------------------
 start_server "$TMPD/deadline.log" --parallel 1 --queue 1 --ctx 8192 --timeout 1 --threads 1 -q || { finish; exit 1; }
-run_py deadline <<EOF
+run_py deadline 600 "$SERVER_PID" <<EOF
 $(cat "$TMPD/common.py")
 out = {}
 def long_one():

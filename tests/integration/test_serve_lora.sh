@@ -85,23 +85,6 @@ check "adapter B changes the output" bash -c "! cmp -s '$TMPD/r0-B' '$TMPD/r0-no
 check "A and B differ" bash -c "! cmp -s '$TMPD/r0-A' '$TMPD/r0-B'"
 check "the PEFT adapter changes the output" bash -c "! cmp -s '$TMPD/r0-P' '$TMPD/r0-none'"
 
-# run_py NAME: runs the python program on stdin against $PORT; folds its
-# "N passed, N failed" into ours
-run_py() {
-  local name=$1
-  timeout 120 python3 - "$PORT" "$TMPD" >"$TMPD/$name.out" 2>&1
-  local rc=$?
-  cat "$TMPD/$name.out"
-  local tp tf
-  read -r tp _ tf _ < <(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMPD/$name.out" | tail -1)
-  if [[ ${tp:-} =~ ^[0-9]+$ && ${tf:-} =~ ^[0-9]+$ ]]; then
-    PASSED=$((PASSED + tp))
-    FAILED=$((FAILED + tf))
-    [[ $rc -eq 0 || $tf -gt 0 ]] || bad "$name: exit $rc"
-  else
-    bad "$name: no result line (exit $rc)"
-  fi
-}
 
 cat >"$TMPD/common.py" <<'EOF'
 import http.client, json, sys, threading
@@ -140,7 +123,7 @@ EOF
 start_server "$TMPD/s1.log" --parallel 3 -t 1 --lora A="$TMPD/a.gguf" --lora B="$TMPD/b.gguf:0.5" \
   --lora P="$TMPD/peft"
 if [[ -n $PORT ]]; then
-  run_py serve_lora <<EOF
+  run_py serve_lora 120 "$TMPD" <<EOF
 exec(open("$TMPD/common.py").read())
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 c.request("GET", "/v1/models")
