@@ -1026,6 +1026,11 @@ static void avx2_attend(const float *q, const float *k, const float *v, int64_t 
 /* Block types take the 8-bit path; float types are dotted row by row
  * (decode) or a tile of rows converted once and dotted with every token
  * (prefill) -- dot_f32 of the converted row is dot_row's bits. */
+/* int8_activations: blocks of 32 for every 8-bit type. */
+static int avx2_int8_block(uint32_t type) {
+    return avx2_x8_type(type) ? 32 : 0;
+}
+
 static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                              int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                              float *scratch) {
@@ -1067,7 +1072,7 @@ const slm_provider slm_provider_avx2 = {
     .axpy_f32 = avx2_axpy_f32,
     .dequantize_row = avx2_dequantize_row,
     .matmul_rows = avx2_matmul_rows,
-    .int8_activations = avx2_x8_type,
+    .int8_activations = avx2_int8_block,
     .rmsnorm = avx2_rmsnorm,
     .swiglu = avx2_swiglu,
     .attend = avx2_attend,

@@ -222,7 +222,8 @@ static const gemm_fn GEMM[4][3] = {{gemm_1x1, gemm_1x2, gemm_1x3},
  * of 512 floats are 22 KiB, inside a 32-48 KiB L1. */
 #define AVX512_COL_BLOCK 512
 
-/* ---- 8-bit activations: an int8 GEMM for block types (needs VNNI) ----------
+/* ---- 8-bit activations: an int8 GEMM for the legacy block types (VNNI) -----
+ * (q8_0, q4_0, q4_1, q5_0, q5_1; the k-quants have their own kernels below.)
  * Each token's x is quantized once per matmul call (per thread: each thread
  * quantizes the same x the same way, so the result does not depend on the
  * thread count) into blocks of 32: int8 codes c = round(x / d_x) with
@@ -234,9 +235,8 @@ static const gemm_fn GEMM[4][3] = {{gemm_1x1, gemm_1x2, gemm_1x3},
  *    consecutive elements);
  *  - a weight pair is decoded to signed int8 codes w (offsets such as q4_0's
  *    8 already taken out), plus init = -128 * (sum of each lane's 4 codes),
- *    a per-lane weight scale s (d, d * sub-block scale, or d * 16-element
- *    scale for q6_k) and a per-lane minimum m (q4_1, q5_1, q4_k, q5_k; zero
- *    but in lanes 0 and 8).
+ *    a per-lane weight scale s (the block's d) and a per-lane minimum m
+ *    (q4_1, q5_1; zero but in lanes 0 and 8).
  * One (row, token, pair) step is then, lane by lane:
  *    acc = fma(float(dpbusd(init, x + 128, w)), s * d_x, acc)
  *          [ and accm = fma(m, d_x * sum(c), accm) for types with minimums ]
@@ -386,93 +386,19 @@ static inline __attribute__((always_inline)) wpair legacy_pair(uint32_t type, co
     return r;
 }
 
-static inline __attribute__((always_inline)) __m256i shr_mask(const uint8_t *p, int shift,
-                                                              char mask) {
-    __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)p);
-    return _mm256_and_si256(_mm256_srl_epi16(b, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(mask));
-}
-
-/* 6-bit scale and minimum of sub-block j of a q4_k/q5_k super-block, as the
- * reference decodes them. */
-static inline __attribute__((always_inline)) void k_scale_min(const uint8_t *sc, int j, int *scale,
-                                                              int *min) {
-    if (j < 4) {
-        *scale = sc[j] & 63;
-        *min = sc[j + 4] & 63;
-    } else {
-        *scale = (sc[j + 4] & 15) | (sc[j - 4] >> 6) << 4;
-        *min = (sc[j + 4] >> 4) | (sc[j] >> 6) << 4;
-    }
-}
-
-/* Pair p of a k-quant row: sub-blocks 2 * (p % 4) and the next one of
- * super-block p / 4. */
-static inline __attribute__((always_inline)) wpair k_pair(uint32_t type, const uint8_t *row,
-                                                          int64_t p) {
-    const size_t bb = type == SLM_TYPE_Q4_K ? 144 : type == SLM_TYPE_Q5_K ? 176 : 210;
-    const uint8_t *blk = row + (size_t)(p / 4) * bb;
-    const int j2 = (int)(p % 4), j = 2 * j2;
-    wpair r;
-    if (type == SLM_TYPE_Q6_K) {
-        const int h = j2 / 2, sh = 4 * (j2 % 2);
-        __m256i lo0 = shr_mask(blk + 64 * h, sh, 0x0f), lo1 = shr_mask(blk + 64 * h + 32, sh, 0x0f);
-        __m256i hi0 = shr_mask(blk + 128 + 32 * h, 2 * (j % 4), 0x03);
-        __m256i hi1 = shr_mask(blk + 128 + 32 * h, 2 * (j % 4) + 2, 0x03);
-        __m256i w0 = _mm256_or_si256(lo0, _mm256_slli_epi16(hi0, 4));
-        __m256i w1 = _mm256_or_si256(lo1, _mm256_slli_epi16(hi1, 4));
-        r.w = join256(w0, w1);
-        /* 16-element scales sc6[4 * j2 .. 4 * j2 + 3], each over 4 lanes */
-        int32_t sc4;
-        memcpy(&sc4, blk + 192 + 4 * j2, 4);
-        __m128i rep = _mm_shuffle_epi8(
-            _mm_cvtsi32_si128(sc4), _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
-        r.s = _mm512_mul_ps(_mm512_set1_ps(half_to_f32(blk + 208)),
-                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(rep)));
-        r.m = _mm512_setzero_ps();
-        return r;
-    }
-    int sc0, mn0, sc1, mn1;
-    k_scale_min(blk + 4, j, &sc0, &mn0);
-    k_scale_min(blk + 4, j + 1, &sc1, &mn1);
-    const float d = half_to_f32(blk), dmin = half_to_f32(blk + 2);
-    if (type == SLM_TYPE_Q4_K) {
-        r.w = join256(shr_mask(blk + 16 + 32 * j2, 0, 0x0f), shr_mask(blk + 16 + 32 * j2, 4, 0x0f));
-    } else {
-        __m256i l0 = shr_mask(blk + 48 + 32 * j2, 0, 0x0f),
-                l1 = shr_mask(blk + 48 + 32 * j2, 4, 0x0f);
-        __m256i h0 = _mm256_slli_epi16(shr_mask(blk + 16, j, 0x01), 4);
-        __m256i h1 = _mm256_slli_epi16(shr_mask(blk + 16, j + 1, 0x01), 4);
-        r.w = join256(_mm256_or_si256(l0, h0), _mm256_or_si256(l1, h1));
-    }
-    r.s = halves_ps(d * (float)sc0, d * (float)sc1);
-    r.m = _mm512_maskz_mov_ps((__mmask16)0x0101,
-                              halves_ps(-(dmin * (float)mn0), -(dmin * (float)mn1)));
-    return r;
-}
-
-static inline int is_k_type(uint32_t type) {
-    return type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K;
-}
 static inline int x8_has_min(uint32_t type) {
-    return type == SLM_TYPE_Q4_1 || type == SLM_TYPE_Q5_1 || type == SLM_TYPE_Q4_K ||
-           type == SLM_TYPE_Q5_K;
+    return type == SLM_TYPE_Q4_1 || type == SLM_TYPE_Q5_1;
 }
 
 /* The offset taken out of every stored code: w = q - offset (q >= 0). */
 static inline int x8_offset(uint32_t type) {
-    return type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : type == SLM_TYPE_Q6_K ? 32 : 0;
-}
-
-/* Pair p as stored codes q >= 0 (q8_0: signed codes), before the offset. */
-static inline __attribute__((always_inline)) wpair raw_pair(uint32_t type, const uint8_t *row,
-                                                            int64_t p, int64_t nb) {
-    return is_k_type(type) ? k_pair(type, row, p) : legacy_pair(type, row, p, nb);
+    return type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
 }
 
 /* Pair p with signed codes w = q - offset. */
 static inline __attribute__((always_inline)) wpair decode_pair(uint32_t type, const uint8_t *row,
                                                                int64_t p, int64_t nb) {
-    wpair r = raw_pair(type, row, p, nb);
+    wpair r = legacy_pair(type, row, p, nb);
     if (x8_offset(type)) r.w = _mm512_sub_epi8(r.w, _mm512_set1_epi8((char)x8_offset(type)));
     return r;
 }
@@ -492,115 +418,9 @@ static inline __attribute__((always_inline)) wpair decode_pair(uint32_t type, co
  * its 4 codes), computed once per call for all rows. Then each lane's
  * sum((q - offset) * c) is one vpdpbusd of the unsigned stored codes q
  * (every type but q8_0, whose codes are signed: |w| . sign(c, w)). */
-/* dot_x8_row for q4_k and q5_k, a super-block (4 pairs) at a time: the
- * scales and minimums are decoded once per super-block instead of once per
- * pair. The codes, the per-lane values (d * scale, -(dmin * min)) and the
- * step are exactly those of k_pair + dot_x8_row, so the bits match the
- * prefill path. */
-static inline __attribute__((always_inline)) float dot_x8_k45_row(uint32_t type, const uint8_t *row,
-                                                                  const uint8_t *xp,
-                                                                  const uint8_t *aux, int64_t n) {
-    const int q5 = type == SLM_TYPE_Q5_K;
-    const size_t bb = q5 ? 176 : 144, qs = q5 ? 48 : 16;
-    const int64_t nsb = n / 256;
-    const __m512i shift =
-        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_setzero_si512(), _mm512_set1_epi16(4));
-    const __m512i low4 = _mm512_set1_epi8(0x0f), one8 = _mm512_set1_epi8(1);
-    __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nsb; b++) {
-        const uint8_t *blk = row + (size_t)b * bb;
-        for (size_t k = 0; k < bb; k += 64)
-            _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
-        /* the 8 scales and minimums of k_scale_min, 8 lanes at once */
-        __m128i sc8, mn8;
-        slm_x86_kscales(blk, &sc8, &mn8);
-        const __m512 s8 = _mm512_mul_ps(_mm512_set1_ps(half_to_f32(blk)),
-                                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc8)));
-        const __m512 m8 =
-            _mm512_xor_ps(_mm512_mul_ps(_mm512_set1_ps(half_to_f32(blk + 2)),
-                                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mn8))),
-                          _mm512_set1_ps(-0.0f));
-        for (int j2 = 0; j2 < 4; j2++) {
-            const int64_t p = 4 * b + j2;
-            const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
-            __m512i raw = _mm512_broadcast_i64x4(
-                _mm256_loadu_si256((const __m256i *)(const void *)(blk + qs + 32 * j2)));
-            __m512i w = _mm512_and_si512(_mm512_srlv_epi16(raw, shift), low4);
-            if (q5) {
-                /* bit j (first 32 codes) / j + 1 (next 32) of the high bits,
-                 * j = 2 * j2, into bit 4 */
-                const __m512i qh = _mm512_broadcast_i64x4(
-                    _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)));
-                const __m512i sh =
-                    _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_set1_epi16((short)(2 * j2)),
-                                            _mm512_set1_epi16((short)(2 * j2 + 1)));
-                w = _mm512_or_si512(
-                    w, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh), one8), 4));
-            }
-            const __m512i pick = _mm512_mask_blend_epi32(
-                (__mmask16)0xff00, _mm512_set1_epi32(2 * j2), _mm512_set1_epi32(2 * j2 + 1));
-            __m512 s = _mm512_permutexvar_ps(pick, s8);
-            __m512 m = _mm512_maskz_permutexvar_ps((__mmask16)0x0101, pick, m8);
-            __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
-            __m512 dxs = _mm512_loadu_ps((const float *)(const void *)(xq + 128));
-            X8_STEP(acc, _mm512_loadu_si512(aq + 64), w, _mm512_loadu_si512(aq), s, dx);
-            X8_MIN_STEP(accm, m, dxs);
-        }
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc, accm));
-}
-
-/* dot_x8_row for q6_k, a super-block (4 pairs) at a time: d * scale for
- * the 16 scales is computed once per super-block (the same products k_pair
- * forms per pair), then each pair picks its 4 scales by permute. */
-static inline __attribute__((always_inline)) float
-dot_x8_q6k_row(const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
-    const int64_t nsb = n / 256;
-    const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i nib = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
-    const __m512i even_sh =
-        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_set1_epi16(4), _mm512_set1_epi16(2));
-    const __m512i odd_sh =
-        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_setzero_si512(), _mm512_set1_epi16(2));
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nsb; b++) {
-        const uint8_t *blk = row + (size_t)b * 210;
-        for (int k = 0; k < 210; k += 64)
-            _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
-        const __m512 s16 = _mm512_mul_ps(_mm512_set1_ps(half_to_f32(blk + 208)),
-                                         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                                             (const __m128i *)(const void *)(blk + 192)))));
-        for (int j2 = 0; j2 < 4; j2++) {
-            const int64_t p = 4 * b + j2;
-            const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
-            /* k_pair's codes in 512 bits: half h = j2 / 2 of the block has
-             * its 64 low-nibble bytes at 64h and 32 high-bit bytes at
-             * 128 + 32h; even pairs take the low nibbles and high bits 0-1
-             * (first 32 codes) / 2-3 (next 32), odd pairs the high nibbles
-             * and bits 4-5 / 6-7; each 2-bit field lands in bits 4-5 */
-            const __m512i ql = _mm512_loadu_si512(blk + 64 * (j2 / 2)),
-                          qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                              (const __m256i *)(const void *)(blk + 128 + 32 * (j2 / 2))));
-            const __m512i lo = _mm512_and_si512(j2 % 2 ? _mm512_srli_epi16(ql, 4) : ql, nib);
-            const __m512i hi = _mm512_and_si512(
-                j2 % 2 ? _mm512_srlv_epi16(qh, odd_sh) : _mm512_sllv_epi16(qh, even_sh), bits45);
-            __m512i w = _mm512_or_si512(lo, hi);
-            __m512 s =
-                _mm512_permutexvar_ps(_mm512_add_epi32(quad, _mm512_set1_epi32(4 * j2)), s16);
-            __m512i q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), w, _mm512_loadu_si512(aq));
-            __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(s, dx), acc);
-        }
-    }
-    return _mm512_reduce_add_ps(acc);
-}
-
 static inline __attribute__((always_inline)) float
 dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
-    if (type == SLM_TYPE_Q6_K) return dot_x8_q6k_row(row, xp, aux, n);
-    if (type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K)
-        return dot_x8_k45_row(type, row, xp, aux, n);
-    /* the legacy types (without VBMI) */
+    /* the legacy types without VBMI (k-quants: the k8 kernels below) */
     const int64_t nb = n / 32, np = (nb + 1) / 2;
     const int hm = x8_has_min(type);
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
@@ -651,9 +471,6 @@ SLM_MATVEC_X8(matvec_q4_0, SLM_TYPE_Q4_0)
 SLM_MATVEC_X8(matvec_q4_1, SLM_TYPE_Q4_1)
 SLM_MATVEC_X8(matvec_q5_0, SLM_TYPE_Q5_0)
 SLM_MATVEC_X8(matvec_q5_1, SLM_TYPE_Q5_1)
-SLM_MATVEC_X8(matvec_q4_k, SLM_TYPE_Q4_K)
-SLM_MATVEC_X8(matvec_q5_k, SLM_TYPE_Q5_K)
-SLM_MATVEC_X8(matvec_q6_k, SLM_TYPE_Q6_K)
 #undef SLM_MATVEC_X8
 
 /* ---- decode with VBMI: legacy types -----------------------------------------
@@ -835,12 +652,6 @@ static matvec_x8_fn matvec_x8_for(uint32_t type) {
         return matvec_q5_0;
     case SLM_TYPE_Q5_1:
         return matvec_q5_1;
-    case SLM_TYPE_Q4_K:
-        return matvec_q4_k;
-    case SLM_TYPE_Q5_K:
-        return matvec_q5_k;
-    case SLM_TYPE_Q6_K:
-        return matvec_q6_k;
     default:
         return NULL;
     }
@@ -865,9 +676,6 @@ SLM_PACK_X8(pack_q4_0, SLM_TYPE_Q4_0)
 SLM_PACK_X8(pack_q4_1, SLM_TYPE_Q4_1)
 SLM_PACK_X8(pack_q5_0, SLM_TYPE_Q5_0)
 SLM_PACK_X8(pack_q5_1, SLM_TYPE_Q5_1)
-SLM_PACK_X8(pack_q4_k, SLM_TYPE_Q4_K)
-SLM_PACK_X8(pack_q5_k, SLM_TYPE_Q5_K)
-SLM_PACK_X8(pack_q6_k, SLM_TYPE_Q6_K)
 #undef SLM_PACK_X8
 
 static pack_fn pack_x8_for(uint32_t type) {
@@ -882,12 +690,6 @@ static pack_fn pack_x8_for(uint32_t type) {
         return pack_q5_0;
     case SLM_TYPE_Q5_1:
         return pack_q5_1;
-    case SLM_TYPE_Q4_K:
-        return pack_q4_k;
-    case SLM_TYPE_Q5_K:
-        return pack_q5_k;
-    case SLM_TYPE_Q6_K:
-        return pack_q6_k;
     default:
         return NULL;
     }
@@ -1012,6 +814,395 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
                 const int nt = (int)(g - j < X8_TOKS ? g - j : X8_TOKS);
                 float out[X8_ROWS * X8_TOKS];
                 TILE_X8[hm][nr - 1][nt - 1](wq, w_row, xq + (size_t)j * x_tok, x_tok, np, out);
+                for (int k = 0; k < nr; k++)
+                    for (int a = 0; a < nt; a++)
+                        Y[(t0 + j + a) * y_stride + rb + k] = out[k * nt + a];
+            }
+        }
+    }
+}
+
+/* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
+ * The k-quant formats scale each sub-block (32 elements for q4_k/q5_k, 16
+ * for q6_k) by a small integer times the super-block's f16 d. With the
+ * activations quantized per 256 elements instead of per 32 (one d_x per
+ * super-block, llama.cpp's Q8_K choice), a super-block's whole dot product
+ * is an integer: sum_j scale_j * sum(q * c) over its sub-blocks (vpmaddubsw
+ * of the unsigned codes q with the signed codes c, then vpdpwssd with the
+ * 16-bit scales), with the offsets and minimums folded in through the
+ * activations' per-sub-block code sums:
+ *    q4_k, q5_k: d * sum_j sc_j (q . c)_j  -  dmin * sum_j mn_j csum32_j
+ *    q6_k:       d * sum_j sc_j ((q . c)_j - 32 csum16_j)
+ * (times d_x). The float work is then one convert and FMA per super-block
+ * (and a 4-lane FMA for the minimums) instead of one per 64 weights:
+ *    acc  = fma(float(isum), d * d_x, acc)          16 lanes
+ *    accm = fma(float(msum), -(dmin * d_x), accm)   4 lanes (q4_k, q5_k)
+ * and k8_finish sums the lanes in a fixed order. The integer parts are
+ * exact (|isum| < 2^25), so decode (weights decoded in registers) and
+ * prefill (rows decoded once into L1, register tiles) give a token the same
+ * bits alone and in any batch. The activation rounding is now up to half a
+ * step of the 256-block's scale per element (int8_activations returns 256). */
+
+/* One token's super-block: 256 signed codes, 16 sums of 16 codes, 8 sums of
+ * 32 (int16), d_x. */
+#define XK_BYTES 320
+#define XK_BSUM16 256
+#define XK_BSUM32 288
+#define XK_D 304
+/* One row's super-block, decoded for prefill: 4 x 64 unsigned codes, 4 x 32
+ * 16-bit scales (each pair's, lane by lane), d, dmin, 8 minimums (int16,
+ * q4_k/q5_k) or the 16 scales (int16, q6_k). */
+#define KP_BYTES 576
+#define KP_SCALES 256
+#define KP_D 512
+#define KP_DMIN 516
+#define KP_MINS 528
+#define KP_SC16 544
+
+static void quantize_xk(const float *x, int64_t n, uint8_t *out) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 256; b++, x += 256, out += XK_BYTES) {
+        __m512 a = _mm512_setzero_ps();
+        for (int k = 0; k < 16; k++)
+            a = _mm512_max_ps(a, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + 16 * k)));
+        const float amax = _mm512_reduce_max_ps(a), d = amax / 127.0f;
+        /* round to nearest even (the default MXCSR mode), |code| <= 127 */
+        const __m512 vi = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        int16_t s16[16], s32[8];
+        for (int k = 0; k < 16; k++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), vi));
+            _mm_storeu_si128((__m128i *)(void *)(out + 16 * k), _mm512_cvtepi32_epi8(q));
+            s16[k] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        for (int j = 0; j < 8; j++) s32[j] = (int16_t)(s16[2 * j] + s16[2 * j + 1]);
+        memset(out + XK_BSUM16, 0, XK_BYTES - XK_BSUM16);
+        memcpy(out + XK_BSUM16, s16, sizeof s16);
+        memcpy(out + XK_BSUM32, s32, sizeof s32);
+        memcpy(out + XK_D, &d, sizeof d);
+    }
+}
+
+static inline float xk_d(const uint8_t *xb) {
+    float d;
+    memcpy(&d, xb + XK_D, sizeof d);
+    return d;
+}
+
+/* The lanes of acc, then of accm, in one fixed order (both paths call it). */
+static inline __attribute__((always_inline)) float k8_finish(__m512 acc, __m128 accm) {
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm512_reduce_add_ps(acc) + _mm_cvtss_f32(m);
+}
+
+/* Pair j2 (elements 64 j2 .. 64 j2 + 63) of a q4_k/q5_k super-block as 64
+ * unsigned codes: the low nibbles of 32 bytes, then their high nibbles
+ * (+ bit 4 from the high-bit plane for q5_k: bit 2 j2, then 2 j2 + 1). */
+static inline __attribute__((always_inline)) __m512i k45_codes(const uint8_t *blk, int q5, int j2) {
+    const __m512i shift =
+        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_setzero_si512(), _mm512_set1_epi16(4));
+    const __m512i raw = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256((const __m256i *)(const void *)(blk + (q5 ? 48 : 16) + 32 * j2)));
+    __m512i w = _mm512_and_si512(_mm512_srlv_epi16(raw, shift), _mm512_set1_epi8(0x0f));
+    if (q5) {
+        const __m512i qh =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)));
+        const __m512i sh =
+            _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_set1_epi16((short)(2 * j2)),
+                                    _mm512_set1_epi16((short)(2 * j2 + 1)));
+        w = _mm512_or_si512(
+            w,
+            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh), _mm512_set1_epi8(1)), 4));
+    }
+    return w;
+}
+
+/* Pair j2 of a q6_k super-block as 64 unsigned codes (0..63): half h = j2 / 2
+ * has its 64 low-nibble bytes at 64h and 32 high-bit bytes at 128 + 32h;
+ * even pairs take the low nibbles and high bits 0-1 (first 32 codes) / 2-3
+ * (next 32), odd pairs the high nibbles and bits 4-5 / 6-7. */
+static inline __attribute__((always_inline)) __m512i q6_codes(const uint8_t *blk, int j2) {
+    const __m512i ql = _mm512_loadu_si512(blk + 64 * (j2 / 2)),
+                  qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                      (const __m256i *)(const void *)(blk + 128 + 32 * (j2 / 2))));
+    const __m512i even_sh =
+        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_set1_epi16(4), _mm512_set1_epi16(2));
+    const __m512i odd_sh =
+        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_setzero_si512(), _mm512_set1_epi16(2));
+    const __m512i lo =
+        _mm512_and_si512(j2 % 2 ? _mm512_srli_epi16(ql, 4) : ql, _mm512_set1_epi8(0x0f));
+    const __m512i hi =
+        _mm512_and_si512(j2 % 2 ? _mm512_srlv_epi16(qh, odd_sh) : _mm512_sllv_epi16(qh, even_sh),
+                         _mm512_set1_epi8(0x30));
+    return _mm512_or_si512(lo, hi);
+}
+
+/* Pair j2's 16-bit scales, word by word, from the super-block's scales as
+ * words 0.. of `sc`: q4_k/q5_k words 0-15 get scale 2 j2, 16-31 scale
+ * 2 j2 + 1; q6_k words 8g .. 8g + 7 get scale 4 j2 + g. */
+static inline __attribute__((always_inline)) __m512i pair_scales(int q6, __m512i sc, int j2) {
+    const __m512i idx =
+        q6 ? _mm512_add_epi16(_mm512_setr_epi64(0, 0, 0x0001000100010001LL, 0x0001000100010001LL,
+                                                0x0002000200020002LL, 0x0002000200020002LL,
+                                                0x0003000300030003LL, 0x0003000300030003LL),
+                              _mm512_set1_epi16((short)(4 * j2)))
+           : _mm512_mask_blend_epi16((__mmask32)0xffff0000u, _mm512_set1_epi16((short)(2 * j2)),
+                                     _mm512_set1_epi16((short)(2 * j2 + 1)));
+    return _mm512_permutexvar_epi16(idx, sc);
+}
+
+/* q6_k: 32 sum_g sc_g csum16_g, the offset part, out of the integer sums. */
+static inline __attribute__((always_inline)) __m512i q6_offset(__m512i isum, __m256i sc16,
+                                                               const uint8_t *xb) {
+    const __m256i corr = _mm256_madd_epi16(
+        sc16, _mm256_loadu_si256((const __m256i *)(const void *)(xb + XK_BSUM16)));
+    return _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+}
+
+/* Decode: one row (q4_k/q5_k when !q6) against one quantized token. */
+static inline __attribute__((always_inline)) float dot_k8_row(int q5, int q6, const uint8_t *row,
+                                                              const uint8_t *xk, int64_t n) {
+    const size_t bb = q6 ? 210 : q5 ? 176 : 144;
+    __m512 acc = _mm512_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++) {
+        const uint8_t *blk = row + (size_t)b * bb, *xb = xk + b * XK_BYTES;
+        for (size_t k = 0; k < bb; k += 64)
+            _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
+        const float dx = xk_d(xb);
+        __m512i isum = _mm512_setzero_si512();
+        if (q6) {
+            const __m256i sc16 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
+            const __m512i sc = _mm512_castsi256_si512(sc16);
+            for (int j2 = 0; j2 < 4; j2++)
+                isum = _mm512_dpwssd_epi32(
+                    isum, _mm512_maddubs_epi16(q6_codes(blk, j2), _mm512_loadu_si512(xb + 64 * j2)),
+                    pair_scales(1, sc, j2));
+            isum = q6_offset(isum, sc16, xb);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
+                                  _mm512_set1_ps(half_to_f32(blk + 208) * dx), acc);
+        } else {
+            __m128i sc8, mn8;
+            slm_x86_kscales(blk, &sc8, &mn8);
+            const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sc8));
+            for (int j2 = 0; j2 < 4; j2++)
+                isum = _mm512_dpwssd_epi32(
+                    isum,
+                    _mm512_maddubs_epi16(k45_codes(blk, q5, j2), _mm512_loadu_si512(xb + 64 * j2)),
+                    pair_scales(0, sc, j2));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(half_to_f32(blk) * dx),
+                                  acc);
+            const __m128i ms =
+                _mm_madd_epi16(_mm_cvtepu8_epi16(mn8),
+                               _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32)));
+            accm =
+                _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_set1_ps(-(half_to_f32(blk + 2) * dx)), accm);
+        }
+    }
+    return k8_finish(acc, accm);
+}
+
+typedef void (*matvec_k8_fn)(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,
+                             float *y);
+#define SLM_MATVEC_K8(NAME, Q5, Q6)                                                                \
+    static void NAME(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk, float *y) {   \
+        const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;                                  \
+        for (int64_t r = r0; r < r1; r++, row += W->row_bytes)                                     \
+            y[r] = dot_k8_row(Q5, Q6, row, xk, W->n_cols);                                         \
+    }
+SLM_MATVEC_K8(matvec_k8_q4_k, 0, 0)
+SLM_MATVEC_K8(matvec_k8_q5_k, 1, 0)
+SLM_MATVEC_K8(matvec_k8_q6_k, 0, 1)
+#undef SLM_MATVEC_K8
+
+/* Prefill: a row's super-blocks decoded into KP_BYTES each (codes and pair
+ * scales exactly as dot_k8_row forms them). */
+static inline __attribute__((always_inline)) void pack_k8_row(int q5, int q6, const uint8_t *row,
+                                                              int64_t n, uint8_t *out) {
+    const size_t bb = q6 ? 210 : q5 ? 176 : 144;
+    for (int64_t b = 0; b < n / 256; b++, out += KP_BYTES) {
+        const uint8_t *blk = row + (size_t)b * bb;
+        __m512i sc;
+        float d, dmin = 0.0f;
+        memset(out + KP_D, 0, KP_BYTES - KP_D);
+        if (q6) {
+            const __m256i sc16 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
+            sc = _mm512_castsi256_si512(sc16);
+            _mm256_storeu_si256((__m256i *)(void *)(out + KP_SC16), sc16);
+            d = half_to_f32(blk + 208);
+        } else {
+            __m128i sc8, mn8;
+            slm_x86_kscales(blk, &sc8, &mn8);
+            sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sc8));
+            _mm_storeu_si128((__m128i *)(void *)(out + KP_MINS), _mm_cvtepu8_epi16(mn8));
+            d = half_to_f32(blk);
+            dmin = half_to_f32(blk + 2);
+        }
+        for (int j2 = 0; j2 < 4; j2++) {
+            _mm512_storeu_si512(out + 64 * j2, q6 ? q6_codes(blk, j2) : k45_codes(blk, q5, j2));
+            _mm512_storeu_si512(out + KP_SCALES + 64 * j2, pair_scales(q6, sc, j2));
+        }
+        memcpy(out + KP_D, &d, sizeof d);
+        memcpy(out + KP_DMIN, &dmin, sizeof dmin);
+    }
+}
+
+typedef void (*pack_k8_fn)(const uint8_t *row, int64_t n, uint8_t *out);
+static void pack_k8_q4_k(const uint8_t *row, int64_t n, uint8_t *out) {
+    pack_k8_row(0, 0, row, n, out);
+}
+static void pack_k8_q5_k(const uint8_t *row, int64_t n, uint8_t *out) {
+    pack_k8_row(1, 0, row, n, out);
+}
+static void pack_k8_q6_k(const uint8_t *row, int64_t n, uint8_t *out) {
+    pack_k8_row(0, 1, row, n, out);
+}
+
+static inline float kp_float(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+
+/* out[r * T + t] = row r . token t for R packed rows (w_row bytes apart) and
+ * T quantized tokens (x_tok bytes apart) over nsb super-blocks. */
+static inline __attribute__((always_inline)) void tile_k8(const uint8_t *wp, size_t w_row,
+                                                          const uint8_t *xk, size_t x_tok,
+                                                          int64_t nsb, float *out, const int R,
+                                                          const int T, const int Q6) {
+    /* the minimums' part first (q4_k, q5_k), its sums kept meanwhile */
+    __m128 accm[X8_ROWS][X8_TOKS];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) accm[r][t] = _mm_setzero_ps();
+    if (!Q6) {
+        for (int64_t b = 0; b < nsb; b++) {
+            __m128i cs[X8_TOKS];
+            __m128 dx[X8_TOKS];
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                const uint8_t *xb = xk + (size_t)t * x_tok + b * XK_BYTES;
+                cs[t] = _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32));
+                dx[t] = _mm_set1_ps(xk_d(xb));
+            }
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+                const uint8_t *wb = wp + (size_t)r * w_row + b * KP_BYTES;
+                const __m128i mn = _mm_loadu_si128((const __m128i *)(const void *)(wb + KP_MINS));
+                const __m128 dmin = _mm_set1_ps(kp_float(wb + KP_DMIN));
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) accm[r][t] = _mm_fmadd_ps(
+                    _mm_cvtepi32_ps(_mm_madd_epi16(mn, cs[t])),
+                    _mm_xor_ps(_mm_mul_ps(dmin, dx[t]), _mm_set1_ps(-0.0f)), accm[r][t]);
+            }
+        }
+    }
+    __m512 acc[X8_ROWS][X8_TOKS];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nsb; b++) {
+        __m512i isum[X8_ROWS][X8_TOKS];
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
+        for (int j2 = 0; j2 < 4; j2++) {
+            __m512i c[X8_TOKS];
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) c[t] =
+                _mm512_loadu_si512(xk + (size_t)t * x_tok + b * XK_BYTES + 64 * j2);
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+                const uint8_t *wb = wp + (size_t)r * w_row + b * KP_BYTES;
+                const __m512i w = _mm512_loadu_si512(wb + 64 * j2),
+                              s = _mm512_loadu_si512(wb + KP_SCALES + 64 * j2);
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) isum[r][t] =
+                    _mm512_dpwssd_epi32(isum[r][t], _mm512_maddubs_epi16(w, c[t]), s);
+            }
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *wb = wp + (size_t)r * w_row + b * KP_BYTES;
+            const __m512 d = _mm512_set1_ps(kp_float(wb + KP_D));
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                const uint8_t *xb = xk + (size_t)t * x_tok + b * XK_BYTES;
+                __m512i is = isum[r][t];
+                if (Q6)
+                    is = q6_offset(
+                        is, _mm256_loadu_si256((const __m256i *)(const void *)(wb + KP_SC16)), xb);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is),
+                                            _mm512_mul_ps(d, _mm512_set1_ps(xk_d(xb))), acc[r][t]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] =
+            k8_finish(acc[r][t], accm[r][t]);
+}
+
+typedef void (*tile_k8_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xk, size_t x_tok,
+                           int64_t nsb, float *out);
+#define SLM_TILE_K8(R, T)                                                                          \
+    static void tile_k8_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xk,              \
+                                  size_t x_tok, int64_t nsb, float *out) {                         \
+        tile_k8(wp, w_row, xk, x_tok, nsb, out, R, T, 0);                                          \
+    }                                                                                              \
+    static void tile_k8q6_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xk,            \
+                                    size_t x_tok, int64_t nsb, float *out) {                       \
+        tile_k8(wp, w_row, xk, x_tok, nsb, out, R, T, 1);                                          \
+    }
+#define SLM_TILE_K8_ROW(R) SLM_TILE_K8(R, 1) SLM_TILE_K8(R, 2) SLM_TILE_K8(R, 3) SLM_TILE_K8(R, 4)
+SLM_TILE_K8_ROW(1)
+SLM_TILE_K8_ROW(2)
+SLM_TILE_K8_ROW(3)
+SLM_TILE_K8_ROW(4)
+#undef SLM_TILE_K8_ROW
+#undef SLM_TILE_K8
+
+/* [q6_k][rows - 1][tokens - 1] */
+static const tile_k8_fn TILE_K8[2][X8_ROWS][X8_TOKS] = {
+    {{tile_k8_1x1, tile_k8_1x2, tile_k8_1x3, tile_k8_1x4},
+     {tile_k8_2x1, tile_k8_2x2, tile_k8_2x3, tile_k8_2x4},
+     {tile_k8_3x1, tile_k8_3x2, tile_k8_3x3, tile_k8_3x4},
+     {tile_k8_4x1, tile_k8_4x2, tile_k8_4x3, tile_k8_4x4}},
+    {{tile_k8q6_1x1, tile_k8q6_1x2, tile_k8q6_1x3, tile_k8q6_1x4},
+     {tile_k8q6_2x1, tile_k8q6_2x2, tile_k8q6_2x3, tile_k8q6_2x4},
+     {tile_k8q6_3x1, tile_k8q6_3x2, tile_k8q6_3x3, tile_k8q6_3x4},
+     {tile_k8q6_4x1, tile_k8q6_4x2, tile_k8q6_4x3, tile_k8q6_4x4}},
+};
+
+static int k8_type(uint32_t type) {
+    return (type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K) && has_vnni();
+}
+
+static void matmul_rows_k8(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
+                           int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                           float *scratch) {
+    const int64_t n = W->n_cols, nsb = n / 256;
+    const size_t w_row = (size_t)nsb * KP_BYTES, x_tok = (size_t)nsb * XK_BYTES;
+    const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
+    const int q6 = W->type == SLM_TYPE_Q6_K;
+    uint8_t *xq = (uint8_t *)scratch;
+    if (n_tok == 1) {
+        quantize_xk(X, n, xq);
+        const matvec_k8_fn mv = q6                         ? matvec_k8_q6_k
+                                : W->type == SLM_TYPE_Q5_K ? matvec_k8_q5_k
+                                                           : matvec_k8_q4_k;
+        mv(W, r0, r1, xq, Y);
+        return;
+    }
+    int64_t group = (int64_t)((have - X8_ROWS * w_row) / x_tok);
+    if (group > X8_MAX_GROUP) group = X8_MAX_GROUP;
+    if (group > X8_TOKS) group -= group % X8_TOKS; /* whole register tiles */
+    uint8_t *wq = xq + (size_t)group * x_tok;
+    const pack_k8_fn pack = q6                         ? pack_k8_q6_k
+                            : W->type == SLM_TYPE_Q5_K ? pack_k8_q5_k
+                                                       : pack_k8_q4_k;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
+        const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
+        for (int64_t j = 0; j < g; j++)
+            quantize_xk(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok);
+        for (int64_t rb = r0; rb < r1; rb += X8_ROWS) {
+            const int nr = (int)(r1 - rb < X8_ROWS ? r1 - rb : X8_ROWS);
+            for (int k = 0; k < nr; k++)
+                pack(W->data + (size_t)(rb + k) * W->row_bytes, n, wq + (size_t)k * w_row);
+            for (int64_t j = 0; j < g; j += X8_TOKS) {
+                const int nt = (int)(g - j < X8_TOKS ? g - j : X8_TOKS);
+                float out[X8_ROWS * X8_TOKS];
+                TILE_K8[q6][nr - 1][nt - 1](wq, w_row, xq + (size_t)j * x_tok, x_tok, nsb, out);
                 for (int k = 0; k < nr; k++)
                     for (int a = 0; a < nt; a++)
                         Y[(t0 + j + a) * y_stride + rb + k] = out[k * nt + a];
@@ -1293,10 +1484,17 @@ static void matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float
     }
 }
 
+/* int8_activations: the block length of matmul_rows' 8-bit activations. */
+static int avx512_int8_block(uint32_t type) {
+    return k8_type(type) ? 256 : x8_type(type) ? 32 : 0;
+}
+
 static void avx512_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                                int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                                float *scratch) {
-    if (x8_type(W->type))
+    if (k8_type(W->type))
+        matmul_rows_k8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
+    else if (x8_type(W->type))
         matmul_rows_x8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
     else if (n_tok == 1)
         matvec_rows(W, r0, r1, X, Y, scratch);
@@ -1312,7 +1510,7 @@ const slm_provider slm_provider_avx512 = {
     .axpy_f32 = avx512_axpy_f32,
     .dequantize_row = avx512_dequantize_row,
     .matmul_rows = avx512_matmul_rows,
-    .int8_activations = x8_type,
+    .int8_activations = avx512_int8_block,
     .rmsnorm = avx512_rmsnorm,
     .swiglu = avx512_swiglu,
     .attend = avx512_attend,

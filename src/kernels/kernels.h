@@ -41,10 +41,11 @@ typedef struct slm_provider {
      * slm_matmul_scratch_floats(W->n_cols) floats for this call alone. */
     void (*matmul_rows)(const slm_matrix *W, int64_t r0, int64_t r1, const float *X, int64_t n_tok,
                         int64_t x_stride, float *Y, int64_t y_stride, float *scratch);
-    /* Optional (NULL = never): 1 when matmul_rows quantizes activations to
-     * 8-bit blocks of 32 (scale max|x|/127, round to nearest) for this weight
-     * type and uses integer dot products; the result then differs from
-     * dot_row by that rounding, at most sum over blocks of
+    /* Optional (NULL = never): when matmul_rows quantizes activations to
+     * 8-bit blocks (scale max|x|/127, round to nearest) for this weight type
+     * and uses integer dot products, the block length (32, or 256 for the
+     * avx512 k-quant kernels); else 0. The result then differs from dot_row
+     * by that rounding, at most sum over blocks of
      * (max|x_block| / 254) * sum|w_block|, plus float rounding. */
     int (*int8_activations)(uint32_t type);
     /* Optional forward-pass ops (NULL: the model's scalar loops), f32, any n.

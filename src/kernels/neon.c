@@ -693,6 +693,11 @@ static void neon_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const 
     }
 }
 
+/* int8_activations: blocks of 32 for every 8-bit type. */
+static int neon_int8_block(uint32_t type) {
+    return x8_type(type) ? 32 : 0;
+}
+
 const slm_provider slm_provider_neon = {
     .name = "neon",
     .available = neon_available,
@@ -701,7 +706,7 @@ const slm_provider slm_provider_neon = {
     .axpy_f32 = neon_axpy_f32,
     .dequantize_row = neon_dequantize_row,
     .matmul_rows = neon_matmul_rows,
-    .int8_activations = x8_type,
+    .int8_activations = neon_int8_block,
     .rmsnorm = neon_rmsnorm,
     .swiglu = neon_swiglu,
     .attend = neon_attend,

@@ -142,13 +142,14 @@ typedef struct mm_case {
     int64_t x_stride, y_stride;
 } mm_case;
 
-/* Bound on |dot(w, x) - dot(w, x8)| when x is rounded to 8-bit blocks of 32
- * with scale max|x|/127: each element moves by at most half a step. */
-static double x8_bound(const float *w, const float *x, int64_t n) {
+/* Bound on |dot(w, x) - dot(w, x8)| when x is rounded to 8-bit blocks of
+ * `blk` elements with scale max|x|/127: each element moves by at most half a
+ * step. */
+static double x8_bound(const float *w, const float *x, int64_t n, int blk) {
     double bound = 0;
-    for (int64_t b = 0; b + 32 <= n; b += 32) {
+    for (int64_t b = 0; b + blk <= n; b += blk) {
         double amax = 0, wsum = 0;
-        for (int i = 0; i < 32; i++) {
+        for (int i = 0; i < blk; i++) {
             amax = fmax(amax, fabs(x[b + i]));
             wsum += fabs(w[b + i]);
         }
@@ -199,7 +200,7 @@ static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_
 
     /* Close to the oracle; stride gaps untouched. With 8-bit activations the
      * tolerance adds the activation rounding bound (see kernels.h). */
-    int x8 = pv->int8_activations && pv->int8_activations(type);
+    int x8 = pv->int8_activations ? pv->int8_activations(type) : 0;
     int ok = 1, gaps = 1;
     for (int t = 0; t < MM_TOK; t++) {
         for (int r = 0; r < MM_ROWS; r++) {
@@ -207,7 +208,7 @@ static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_
             const float *wr = mc.wd + (size_t)r * n_cols, *xt = mc.X + t * mc.x_stride;
             double e = dot_double(wr, xt, n_cols, &sum_abs);
             double tol = DOT_RTOL * sum_abs + 1e-30;
-            if (x8) tol += x8_bound(wr, xt, n_cols);
+            if (x8) tol += x8_bound(wr, xt, n_cols, x8);
             ok &= fabs(Y[0][t * mc.y_stride + r] - e) <= tol;
         }
         for (int r = MM_ROWS; r < mc.y_stride; r++) gaps &= Y[0][t * mc.y_stride + r] == -12345.0f;
