@@ -859,7 +859,16 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
 #define KP_MINS 528
 #define KP_SC16 544
 
-static void quantize_xk(const float *x, int64_t n, uint8_t *out) {
+/* Sub-block k45_sub(v, h) (32 codes each) fills half h of q4_k/q5_k code
+ * vector v: one 64-byte load of the packed codes gives vectors 2u (its low
+ * nibbles: sub-blocks 4u, 4u + 2) and 2u + 1 (high nibbles: 4u + 1, 4u + 3). */
+static inline int k45_sub(int v, int h) {
+    return (v / 2) * 4 + v % 2 + 2 * h;
+}
+
+/* k45: codes in the q4_k/q5_k vector order (sub-blocks 0, 2, 1, 3, 4, 6, 5,
+ * 7), else in element order (q6_k). The sums are by sub-block either way. */
+static void quantize_xk(const float *x, int64_t n, uint8_t *out, int k45) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / 256; b++, x += 256, out += XK_BYTES) {
         __m512 a = _mm512_setzero_ps();
@@ -871,7 +880,9 @@ static void quantize_xk(const float *x, int64_t n, uint8_t *out) {
         int16_t s16[16], s32[8];
         for (int k = 0; k < 16; k++) {
             __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), vi));
-            _mm_storeu_si128((__m128i *)(void *)(out + 16 * k), _mm512_cvtepi32_epi8(q));
+            const int sub = k / 2, pos = k45 ? 2 * (sub % 2) + (sub / 2) % 2 + 4 * (sub / 4) : sub;
+            _mm_storeu_si128((__m128i *)(void *)(out + 32 * pos + 16 * (k % 2)),
+                             _mm512_cvtepi32_epi8(q));
             s16[k] = (int16_t)_mm512_reduce_add_epi32(q);
         }
         for (int j = 0; j < 8; j++) s32[j] = (int16_t)(s16[2 * j] + s16[2 * j + 1]);
@@ -895,21 +906,18 @@ static inline __attribute__((always_inline)) float k8_finish(__m512 acc, __m128 
     return _mm512_reduce_add_ps(acc) + _mm_cvtss_f32(m);
 }
 
-/* Pair j2 (elements 64 j2 .. 64 j2 + 63) of a q4_k/q5_k super-block as 64
- * unsigned codes: the low nibbles of 32 bytes, then their high nibbles
- * (+ bit 4 from the high-bit plane for q5_k: bit 2 j2, then 2 j2 + 1). */
-static inline __attribute__((always_inline)) __m512i k45_codes(const uint8_t *blk, int q5, int j2) {
-    const __m512i shift =
-        _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_setzero_si512(), _mm512_set1_epi16(4));
-    const __m512i raw = _mm512_broadcast_i64x4(
-        _mm256_loadu_si256((const __m256i *)(const void *)(blk + (q5 ? 48 : 16) + 32 * j2)));
-    __m512i w = _mm512_and_si512(_mm512_srlv_epi16(raw, shift), _mm512_set1_epi8(0x0f));
+/* Code vector v of a q4_k/q5_k super-block, 64 unsigned codes: sub-block
+ * k45_sub(v, 0) then k45_sub(v, 1), (+ bit 4 from the high-bit plane for
+ * q5_k: bit j of byte l is element l of sub-block j). */
+static inline __attribute__((always_inline)) __m512i k45_codes(const uint8_t *blk, int q5, int v) {
+    const __m512i raw = _mm512_loadu_si512(blk + (q5 ? 48 : 16) + 64 * (v / 2));
+    __m512i w = _mm512_and_si512(v % 2 ? _mm512_srli_epi16(raw, 4) : raw, _mm512_set1_epi8(0x0f));
     if (q5) {
         const __m512i qh =
             _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)));
         const __m512i sh =
-            _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_set1_epi16((short)(2 * j2)),
-                                    _mm512_set1_epi16((short)(2 * j2 + 1)));
+            _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_set1_epi16((short)k45_sub(v, 0)),
+                                    _mm512_set1_epi16((short)k45_sub(v, 1)));
         w = _mm512_or_si512(
             w,
             _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh), _mm512_set1_epi8(1)), 4));
@@ -937,17 +945,19 @@ static inline __attribute__((always_inline)) __m512i q6_codes(const uint8_t *blk
     return _mm512_or_si512(lo, hi);
 }
 
-/* Pair j2's 16-bit scales, word by word, from the super-block's scales as
- * words 0.. of `sc`: q4_k/q5_k words 0-15 get scale 2 j2, 16-31 scale
- * 2 j2 + 1; q6_k words 8g .. 8g + 7 get scale 4 j2 + g. */
+/* Vector j2's 16-bit scales, word by word, from the super-block's scales as
+ * words 0.. of `sc`: q4_k/q5_k words 0-15 get scale k45_sub(j2, 0), 16-31
+ * k45_sub(j2, 1); q6_k (pair j2, element order) words 8g .. 8g + 7 get scale
+ * 4 j2 + g. */
 static inline __attribute__((always_inline)) __m512i pair_scales(int q6, __m512i sc, int j2) {
     const __m512i idx =
         q6 ? _mm512_add_epi16(_mm512_setr_epi64(0, 0, 0x0001000100010001LL, 0x0001000100010001LL,
                                                 0x0002000200020002LL, 0x0002000200020002LL,
                                                 0x0003000300030003LL, 0x0003000300030003LL),
                               _mm512_set1_epi16((short)(4 * j2)))
-           : _mm512_mask_blend_epi16((__mmask32)0xffff0000u, _mm512_set1_epi16((short)(2 * j2)),
-                                     _mm512_set1_epi16((short)(2 * j2 + 1)));
+           : _mm512_mask_blend_epi16((__mmask32)0xffff0000u,
+                                     _mm512_set1_epi16((short)k45_sub(j2, 0)),
+                                     _mm512_set1_epi16((short)k45_sub(j2, 1)));
     return _mm512_permutexvar_epi16(idx, sc);
 }
 
@@ -991,13 +1001,16 @@ static inline __attribute__((always_inline)) float dot_k8_row(int q5, int q6, co
                     isum,
                     _mm512_maddubs_epi16(k45_codes(blk, q5, j2), _mm512_loadu_si512(xb + 64 * j2)),
                     pair_scales(0, sc, j2));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(half_to_f32(blk) * dx),
-                                  acc);
+            /* d * d_x and dmin * d_x from one conversion of both halves */
+            int32_t dm2;
+            memcpy(&dm2, blk, 4);
+            const __m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dm2)), _mm_set1_ps(dx));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dm), acc);
             const __m128i ms =
                 _mm_madd_epi16(_mm_cvtepu8_epi16(mn8),
                                _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32)));
-            accm =
-                _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_set1_ps(-(half_to_f32(blk + 2) * dx)), accm);
+            accm = _mm_fmadd_ps(_mm_cvtepi32_ps(ms),
+                                _mm_xor_ps(_mm_permute_ps(dm, 0x55), _mm_set1_ps(-0.0f)), accm);
         }
     }
     return k8_finish(acc, accm);
@@ -1177,7 +1190,7 @@ static void matmul_rows_k8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
     const int q6 = W->type == SLM_TYPE_Q6_K;
     uint8_t *xq = (uint8_t *)scratch;
     if (n_tok == 1) {
-        quantize_xk(X, n, xq);
+        quantize_xk(X, n, xq, !q6);
         const matvec_k8_fn mv = q6                         ? matvec_k8_q6_k
                                 : W->type == SLM_TYPE_Q5_K ? matvec_k8_q5_k
                                                            : matvec_k8_q4_k;
@@ -1194,7 +1207,7 @@ static void matmul_rows_k8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
     for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
         const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
         for (int64_t j = 0; j < g; j++)
-            quantize_xk(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok);
+            quantize_xk(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok, !q6);
         for (int64_t rb = r0; rb < r1; rb += X8_ROWS) {
             const int nr = (int)(r1 - rb < X8_ROWS ? r1 - rb : X8_ROWS);
             for (int k = 0; k < nr; k++)
