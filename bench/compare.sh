@@ -6,8 +6,10 @@
 # Runs `slm bench --json` and, when it can be found ($LLAMA_BENCH, else
 # llama-bench on PATH), llama.cpp's `llama-bench -o json` with the same prompt
 # length, generation length, repetitions and threads, and prints prefill and
-# decode tokens/s of both. Without llama-bench it says so and prints slm's
-# side only. $SLM picks the slm binary (default: slm on PATH, else build/slm).
+# decode tokens/s of both. Without llama-bench but with $NODE_LLAMA_CPP set to
+# a directory where `npm install --prefix DIR node-llama-cpp` ran, it measures
+# llama.cpp's prebuilt CPU libraries through bench/llamacpp-node.mjs instead.
+# With neither it says so and prints slm's side only. $SLM picks the slm binary (default: slm on PATH, else build/slm).
 # Both tools warm the page cache the same way (a warm-up run), so the numbers
 # compare warm starts; see docs/PERFORMANCE.md for how to read them.
 set -u
@@ -50,8 +52,19 @@ if [[ -n $LB && -x $LB ]]; then
   else
     echo "llama-bench ($LB) failed: $(tail -2 "$tmp/llama.err")"
   fi
+elif [[ -n ${NODE_LLAMA_CPP:-} ]]; then
+  # no llama-bench: llama.cpp's prebuilt CPU libraries through node-llama-cpp
+  # (npm install --prefix "$NODE_LLAMA_CPP" node-llama-cpp); see llamacpp-node.mjs
+  if node "$here/llamacpp-node.mjs" "$NODE_LLAMA_CPP" "$model" -p "$P" -n "$N" -r "$R" -t "$T" \
+       >"$tmp/llama.json" 2>"$tmp/llama.err"; then
+    have_llama=1
+    echo "llama.cpp through node-llama-cpp in $NODE_LLAMA_CPP (decode includes its JavaScript loop)"
+  else
+    echo "node-llama-cpp run failed: $(tail -2 "$tmp/llama.err")"
+  fi
 else
-  echo "llama-bench not found (set LLAMA_BENCH=path or put it on PATH): printing slm only"
+  echo "llama-bench not found (set LLAMA_BENCH=path or put it on PATH, or NODE_LLAMA_CPP=dir"
+  echo "where node-llama-cpp is installed): printing slm only"
 fi
 
 "$PY" - "$tmp/slm.json" "$tmp/llama.json" "$have_llama" <<'PYEOF'
@@ -60,6 +73,9 @@ s = json.load(open(sys.argv[1]))
 llama = {}
 if sys.argv[3] == "1":
     for row in json.load(open(sys.argv[2])):
+        if row.get("summary"):  # llamacpp-node.mjs: load time and step percentiles
+            llama.update(row)
+            continue
         # llama-bench reports a prompt-only row (n_gen 0) and a generation-only row
         key = "prefill" if row.get("n_gen", 0) == 0 else "decode"
         llama[key] = row.get("avg_ts")
@@ -70,6 +86,10 @@ for key, label in (("prefill", "prefill tok/s"), ("decode", "decode tok/s")):
     a, b = s[key + "_tps"], llama.get(key)
     ratio = "%7.2fx" % (a / b) if b else "%8s" % "-"
     print("%-28s %s %s %s" % (label, fmt(a), fmt(b), ratio))
+if "decode_p50_ms" in llama:
+    a, b = 1000.0 / s["decode_p50_ms"], llama["decode_tps_at_p50"]
+    print("%-28s %s %s %7.2fx" % ("decode tok/s at P50 step", fmt(a), fmt(b), a / b))
+    print("%-28s %s" % ("llama.cpp load ms", fmt(llama["load_ms"])))
 print("%-28s %s" % ("slm load ms", fmt(s["load_ms"])))
 print("%-28s %s" % ("slm time to 1st token ms", fmt(s["ttft_ms"])))
 print("%-28s %s / %s" % ("slm decode p50 / p99 ms", fmt(s["decode_p50_ms"]).strip(), fmt(s["decode_p99_ms"]).strip()))

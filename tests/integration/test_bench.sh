@@ -119,4 +119,59 @@ check "compare.sh exit status" test $? -eq 0
 stdout_has "llama-bench" "compare.sh mentions llama-bench"
 stdout_has "not found" "compare.sh says llama-bench is missing"
 stdout_has "decode" "compare.sh prints slm's side"
+
+# compare.sh with NODE_LLAMA_CPP: bench/llamacpp-node.mjs drives a stand-in
+# node-llama-cpp (fixed step times; no npm at test time) and compare.sh prints
+# llama.cpp's column and the P50-step row from it
+NODE=$(command -v node || true)
+if [[ -z $NODE ]]; then
+  echo "SKIP part: node not found; the node-llama-cpp path of compare.sh was not run"
+else
+  FAKE="$TMPD/nlc/node_modules/node-llama-cpp/dist"
+  mkdir -p "$FAKE"
+  cat >"$FAKE/index.js" <<'JSEOF'
+import { statSync } from "node:fs";
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export async function getLlama() {
+  return {
+    async loadModel({ modelPath }) {
+      statSync(modelPath); // a missing model fails as it would for real
+      return {
+        async createContext() {
+          return {
+            getSequence() {
+              return {
+                async evaluateWithoutGeneratingNewTokens(tokens) { await sleep(tokens.length); },
+                async *evaluate() { for (;;) { await sleep(4); yield 1; } },
+              };
+            },
+            async dispose() {},
+          };
+        },
+        async dispose() {},
+      };
+    },
+  };
+}
+JSEOF
+  timeout 60 "$NODE" "$SLM_SOURCE/bench/llamacpp-node.mjs" "$TMPD/nlc" "$M" -p 20 -n 6 -r 2 -t 1 \
+    >"$TMPD/node.json" 2>"$TMPD/err"
+  check "llamacpp-node.mjs exit status" test $? -eq 0
+  check "llamacpp-node.mjs rows" $PY -c "
+import json; rows = json.load(open('$TMPD/node.json'))
+assert rows[0]['n_gen'] == 0 and rows[0]['n_prompt'] == 20 and 200 < rows[0]['avg_ts'] <= 1000, rows
+assert rows[1]['n_gen'] == 6 and 10 < rows[1]['avg_ts'] <= 250, rows
+s = rows[2]; assert s['summary'] and s['threads'] == 1 and s['decode_p50_ms'] >= 4, s"
+  expect_status 1 "llamacpp-node.mjs without the module" \
+    "$NODE" "$SLM_SOURCE/bench/llamacpp-node.mjs" "$TMPD/none" "$M"
+  stderr_has "cannot load node-llama-cpp" "llamacpp-node.mjs without the module"
+  expect_status 2 "llamacpp-node.mjs bad -n" \
+    "$NODE" "$SLM_SOURCE/bench/llamacpp-node.mjs" "$TMPD/nlc" "$M" -n zero
+  LLAMA_BENCH=/nonexistent/llama-bench NODE_LLAMA_CPP="$TMPD/nlc" SLM="$SLM" timeout 300 \
+    bash "$SLM_SOURCE/bench/compare.sh" "$M" -p 8 -n 4 -r 1 -t 1 >"$TMPD/out" 2>"$TMPD/err"
+  check "compare.sh with node-llama-cpp" test $? -eq 0
+  stdout_has "through node-llama-cpp" "compare.sh names the node-llama-cpp path"
+  stdout_has "decode tok/s at P50 step" "compare.sh prints the P50-step row"
+  check "compare.sh prints llama.cpp's decode" grep -Eq "^decode tok/s +[0-9.]+ +[0-9.]+ +[0-9.]+x" "$TMPD/out"
+fi
 finish
