@@ -742,36 +742,42 @@ static inline __attribute__((always_inline)) void tile_x8(const uint8_t *wp, siz
             _mm512_reduce_add_ps(HM ? _mm512_add_ps(acc[r][t], accm[r][t]) : acc[r][t]);
 }
 
-typedef void (*tile_x8_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,
-                           int64_t np, float *out);
-#define SLM_TILE_X8(R, T)                                                                          \
-    static void tile_x8_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,              \
-                                  size_t x_tok, int64_t np, float *out) {                          \
-        tile_x8(wp, w_row, xp, x_tok, np, out, R, T, 0);                                           \
-    }                                                                                              \
-    static void tile_x8m_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,             \
-                                   size_t x_tok, int64_t np, float *out) {                         \
-        tile_x8(wp, w_row, xp, x_tok, np, out, R, T, 1);                                           \
-    }
-#define SLM_TILE_X8_ROW(R) SLM_TILE_X8(R, 1) SLM_TILE_X8(R, 2) SLM_TILE_X8(R, 3) SLM_TILE_X8(R, 4)
-SLM_TILE_X8_ROW(1)
-SLM_TILE_X8_ROW(2)
-SLM_TILE_X8_ROW(3)
-SLM_TILE_X8_ROW(4)
-#undef SLM_TILE_X8_ROW
-#undef SLM_TILE_X8
+/* One register tile: out[r * T + t] over `len` pairs (x8) or super-blocks
+ * (k8) of R packed rows and T quantized tokens. */
+typedef void (*tile_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,
+                        int64_t len, float *out);
 
+/* The R x T instances of a tile kernel KERNEL(..., R, T, flag), as A_RxT
+ * (flag 0) and B_RxT (flag 1), and their table [flag][R - 1][T - 1]. */
+#define SLM_TILE_FNS(KERNEL, A, B, R, T)                                                           \
+    static void A##_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,    \
+                              int64_t len, float *out) {                                           \
+        KERNEL(wp, w_row, xp, x_tok, len, out, R, T, 0);                                           \
+    }                                                                                              \
+    static void B##_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,    \
+                              int64_t len, float *out) {                                           \
+        KERNEL(wp, w_row, xp, x_tok, len, out, R, T, 1);                                           \
+    }
+#define SLM_TILE_FNS_ROW(KERNEL, A, B, R)                                                          \
+    SLM_TILE_FNS(KERNEL, A, B, R, 1)                                                               \
+    SLM_TILE_FNS(KERNEL, A, B, R, 2)                                                               \
+    SLM_TILE_FNS(KERNEL, A, B, R, 3) SLM_TILE_FNS(KERNEL, A, B, R, 4)
+#define SLM_TILE_FNS_ALL(KERNEL, A, B)                                                             \
+    SLM_TILE_FNS_ROW(KERNEL, A, B, 1)                                                              \
+    SLM_TILE_FNS_ROW(KERNEL, A, B, 2)                                                              \
+    SLM_TILE_FNS_ROW(KERNEL, A, B, 3) SLM_TILE_FNS_ROW(KERNEL, A, B, 4)
+#define SLM_TILE_ROW(A, R)                                                                         \
+    { A##_##R##x1, A##_##R##x2, A##_##R##x3, A##_##R##x4 }
+#define SLM_TILE_TABLE(A, B)                                                                       \
+    {                                                                                              \
+        {SLM_TILE_ROW(A, 1), SLM_TILE_ROW(A, 2), SLM_TILE_ROW(A, 3), SLM_TILE_ROW(A, 4)}, {        \
+            SLM_TILE_ROW(B, 1), SLM_TILE_ROW(B, 2), SLM_TILE_ROW(B, 3), SLM_TILE_ROW(B, 4)         \
+        }                                                                                          \
+    }
+
+SLM_TILE_FNS_ALL(tile_x8, tile_x8_1, tile_x8_m)
 /* [has minimums][rows - 1][tokens - 1] */
-static const tile_x8_fn TILE_X8[2][X8_ROWS][X8_TOKS] = {
-    {{tile_x8_1x1, tile_x8_1x2, tile_x8_1x3, tile_x8_1x4},
-     {tile_x8_2x1, tile_x8_2x2, tile_x8_2x3, tile_x8_2x4},
-     {tile_x8_3x1, tile_x8_3x2, tile_x8_3x3, tile_x8_3x4},
-     {tile_x8_4x1, tile_x8_4x2, tile_x8_4x3, tile_x8_4x4}},
-    {{tile_x8m_1x1, tile_x8m_1x2, tile_x8m_1x3, tile_x8m_1x4},
-     {tile_x8m_2x1, tile_x8m_2x2, tile_x8m_2x3, tile_x8m_2x4},
-     {tile_x8m_3x1, tile_x8m_3x2, tile_x8m_3x3, tile_x8m_3x4},
-     {tile_x8m_4x1, tile_x8m_4x2, tile_x8m_4x3, tile_x8m_4x4}},
-};
+static const tile_fn TILE_X8[2][X8_ROWS][X8_TOKS] = SLM_TILE_TABLE(tile_x8_1, tile_x8_m);
 
 static int x8_type(uint32_t type) {
     return matvec_x8_for(type) != NULL && has_vnni();
@@ -783,29 +789,26 @@ static int x8_type(uint32_t type) {
  * was 14% of a 128-token prefill). */
 #define X8_MAX_GROUP 128
 
-static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
-                           int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
-                           float *scratch) {
-    const int64_t n = W->n_cols, np = (n / 32 + 1) / 2;
-    const size_t w_row = (size_t)np * WP_BYTES, x_tok = (size_t)np * XP_BYTES;
+typedef void (*quant_fn)(const float *x, int64_t n, uint8_t *out);
+
+/* Prefill for both int8 GEMMs: tokens quantized in groups (as many as fit
+ * in the scratch after a tile of decoded rows, up to X8_MAX_GROUP), each
+ * group against every tile of X8_ROWS rows decoded once by `pack`, in
+ * register tiles from `tiles` ([rows - 1][tokens - 1]). A token's result
+ * depends only on its row and its own quantized activations. */
+static void gemm_groups(const slm_matrix *W, int64_t r0, int64_t r1, const float *X, int64_t n_tok,
+                        int64_t x_stride, float *Y, int64_t y_stride, uint8_t *xq, size_t w_row,
+                        size_t x_tok, int64_t len, quant_fn quant, pack_fn pack,
+                        const tile_fn (*tiles)[X8_TOKS]) {
+    const int64_t n = W->n_cols;
     const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
-    uint8_t *xq = (uint8_t *)scratch;
-    if (n_tok == 1) {
-        quantize_xp(X, n, xq);
-        x8_aux(xq, n, x8_offset(W->type), xq + x_tok);
-        matvec_x8_for(W->type)(W, r0, r1, xq, xq + x_tok, Y);
-        return;
-    }
-    uint8_t *wq = xq + ((have - X8_ROWS * w_row) / x_tok) * x_tok;
     int64_t group = (int64_t)((have - X8_ROWS * w_row) / x_tok);
     if (group > X8_MAX_GROUP) group = X8_MAX_GROUP;
     if (group > X8_TOKS) group -= group % X8_TOKS; /* whole register tiles */
-    const pack_fn pack = pack_x8_for(W->type);
-    const int hm = x8_has_min(W->type);
+    uint8_t *wq = xq + (size_t)group * x_tok;
     for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
         const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
-        for (int64_t j = 0; j < g; j++)
-            quantize_xp(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok);
+        for (int64_t j = 0; j < g; j++) quant(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok);
         for (int64_t rb = r0; rb < r1; rb += X8_ROWS) {
             const int nr = (int)(r1 - rb < X8_ROWS ? r1 - rb : X8_ROWS);
             for (int k = 0; k < nr; k++)
@@ -813,13 +816,29 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
             for (int64_t j = 0; j < g; j += X8_TOKS) {
                 const int nt = (int)(g - j < X8_TOKS ? g - j : X8_TOKS);
                 float out[X8_ROWS * X8_TOKS];
-                TILE_X8[hm][nr - 1][nt - 1](wq, w_row, xq + (size_t)j * x_tok, x_tok, np, out);
+                tiles[nr - 1][nt - 1](wq, w_row, xq + (size_t)j * x_tok, x_tok, len, out);
                 for (int k = 0; k < nr; k++)
                     for (int a = 0; a < nt; a++)
                         Y[(t0 + j + a) * y_stride + rb + k] = out[k * nt + a];
             }
         }
     }
+}
+
+static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
+                           int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                           float *scratch) {
+    const int64_t n = W->n_cols, np = (n / 32 + 1) / 2;
+    const size_t w_row = (size_t)np * WP_BYTES, x_tok = (size_t)np * XP_BYTES;
+    uint8_t *xq = (uint8_t *)scratch;
+    if (n_tok == 1) {
+        quantize_xp(X, n, xq);
+        x8_aux(xq, n, x8_offset(W->type), xq + x_tok);
+        matvec_x8_for(W->type)(W, r0, r1, xq, xq + x_tok, Y);
+        return;
+    }
+    gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, w_row, x_tok, np, quantize_xp,
+                pack_x8_for(W->type), TILE_X8[x8_has_min(W->type)]);
 }
 
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
@@ -1016,8 +1035,6 @@ static inline __attribute__((always_inline)) float dot_k8_row(int q5, int q6, co
     return k8_finish(acc, accm);
 }
 
-typedef void (*matvec_k8_fn)(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,
-                             float *y);
 #define SLM_MATVEC_K8(NAME, Q5, Q6)                                                                \
     static void NAME(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk, float *y) {   \
         const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;                                  \
@@ -1062,7 +1079,6 @@ static inline __attribute__((always_inline)) void pack_k8_row(int q5, int q6, co
     }
 }
 
-typedef void (*pack_k8_fn)(const uint8_t *row, int64_t n, uint8_t *out);
 static void pack_k8_q4_k(const uint8_t *row, int64_t n, uint8_t *out) {
     pack_k8_row(0, 0, row, n, out);
 }
@@ -1146,82 +1162,39 @@ static inline __attribute__((always_inline)) void tile_k8(const uint8_t *wp, siz
             k8_finish(acc[r][t], accm[r][t]);
 }
 
-typedef void (*tile_k8_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xk, size_t x_tok,
-                           int64_t nsb, float *out);
-#define SLM_TILE_K8(R, T)                                                                          \
-    static void tile_k8_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xk,              \
-                                  size_t x_tok, int64_t nsb, float *out) {                         \
-        tile_k8(wp, w_row, xk, x_tok, nsb, out, R, T, 0);                                          \
-    }                                                                                              \
-    static void tile_k8q6_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xk,            \
-                                    size_t x_tok, int64_t nsb, float *out) {                       \
-        tile_k8(wp, w_row, xk, x_tok, nsb, out, R, T, 1);                                          \
-    }
-#define SLM_TILE_K8_ROW(R) SLM_TILE_K8(R, 1) SLM_TILE_K8(R, 2) SLM_TILE_K8(R, 3) SLM_TILE_K8(R, 4)
-SLM_TILE_K8_ROW(1)
-SLM_TILE_K8_ROW(2)
-SLM_TILE_K8_ROW(3)
-SLM_TILE_K8_ROW(4)
-#undef SLM_TILE_K8_ROW
-#undef SLM_TILE_K8
-
+SLM_TILE_FNS_ALL(tile_k8, tile_k8_45, tile_k8_q6)
 /* [q6_k][rows - 1][tokens - 1] */
-static const tile_k8_fn TILE_K8[2][X8_ROWS][X8_TOKS] = {
-    {{tile_k8_1x1, tile_k8_1x2, tile_k8_1x3, tile_k8_1x4},
-     {tile_k8_2x1, tile_k8_2x2, tile_k8_2x3, tile_k8_2x4},
-     {tile_k8_3x1, tile_k8_3x2, tile_k8_3x3, tile_k8_3x4},
-     {tile_k8_4x1, tile_k8_4x2, tile_k8_4x3, tile_k8_4x4}},
-    {{tile_k8q6_1x1, tile_k8q6_1x2, tile_k8q6_1x3, tile_k8q6_1x4},
-     {tile_k8q6_2x1, tile_k8q6_2x2, tile_k8q6_2x3, tile_k8q6_2x4},
-     {tile_k8q6_3x1, tile_k8q6_3x2, tile_k8q6_3x3, tile_k8q6_3x4},
-     {tile_k8q6_4x1, tile_k8q6_4x2, tile_k8q6_4x3, tile_k8q6_4x4}},
-};
+static const tile_fn TILE_K8[2][X8_ROWS][X8_TOKS] = SLM_TILE_TABLE(tile_k8_45, tile_k8_q6);
 
 static int k8_type(uint32_t type) {
     return (type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K) && has_vnni();
+}
+
+static void quantize_xk_k45(const float *x, int64_t n, uint8_t *out) {
+    quantize_xk(x, n, out, 1);
+}
+static void quantize_xk_q6(const float *x, int64_t n, uint8_t *out) {
+    quantize_xk(x, n, out, 0);
 }
 
 static void matmul_rows_k8(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                            int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                            float *scratch) {
     const int64_t n = W->n_cols, nsb = n / 256;
-    const size_t w_row = (size_t)nsb * KP_BYTES, x_tok = (size_t)nsb * XK_BYTES;
-    const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
-    const int q6 = W->type == SLM_TYPE_Q6_K;
+    const int q6 = W->type == SLM_TYPE_Q6_K, q5 = W->type == SLM_TYPE_Q5_K;
+    const quant_fn quant = q6 ? quantize_xk_q6 : quantize_xk_k45;
     uint8_t *xq = (uint8_t *)scratch;
     if (n_tok == 1) {
-        quantize_xk(X, n, xq, !q6);
-        const matvec_k8_fn mv = q6                         ? matvec_k8_q6_k
-                                : W->type == SLM_TYPE_Q5_K ? matvec_k8_q5_k
-                                                           : matvec_k8_q4_k;
-        mv(W, r0, r1, xq, Y);
+        quant(X, n, xq);
+        (q6 ? matvec_k8_q6_k : q5 ? matvec_k8_q5_k : matvec_k8_q4_k)(W, r0, r1, xq, Y);
         return;
     }
-    int64_t group = (int64_t)((have - X8_ROWS * w_row) / x_tok);
-    if (group > X8_MAX_GROUP) group = X8_MAX_GROUP;
-    if (group > X8_TOKS) group -= group % X8_TOKS; /* whole register tiles */
-    uint8_t *wq = xq + (size_t)group * x_tok;
-    const pack_k8_fn pack = q6                         ? pack_k8_q6_k
-                            : W->type == SLM_TYPE_Q5_K ? pack_k8_q5_k
-                                                       : pack_k8_q4_k;
-    for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
-        const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
-        for (int64_t j = 0; j < g; j++)
-            quantize_xk(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok, !q6);
-        for (int64_t rb = r0; rb < r1; rb += X8_ROWS) {
-            const int nr = (int)(r1 - rb < X8_ROWS ? r1 - rb : X8_ROWS);
-            for (int k = 0; k < nr; k++)
-                pack(W->data + (size_t)(rb + k) * W->row_bytes, n, wq + (size_t)k * w_row);
-            for (int64_t j = 0; j < g; j += X8_TOKS) {
-                const int nt = (int)(g - j < X8_TOKS ? g - j : X8_TOKS);
-                float out[X8_ROWS * X8_TOKS];
-                TILE_K8[q6][nr - 1][nt - 1](wq, w_row, xq + (size_t)j * x_tok, x_tok, nsb, out);
-                for (int k = 0; k < nr; k++)
-                    for (int a = 0; a < nt; a++)
-                        Y[(t0 + j + a) * y_stride + rb + k] = out[k * nt + a];
-            }
-        }
-    }
+    gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, (size_t)nsb * KP_BYTES,
+                (size_t)nsb * XK_BYTES, nsb, quant,
+                q6   ? pack_k8_q6_k
+                : q5 ? pack_k8_q5_k
+                     : pack_k8_q4_k,
+                TILE_K8[q6]);
 }
 
 static int float_type(uint32_t type) {
