@@ -10,17 +10,6 @@
 
 #include "kernels/rope.h"
 
-/* One pair, as the model's scalar loop does it. */
-static void rotate_pair(float *h, int32_t a, int32_t b, float c, float s) {
-    float x0 = h[a], x1 = h[b];
-    float x0c = x0 * c;
-    float x1s = x1 * s;
-    float x0s = x0 * s;
-    float x1c = x1 * c;
-    h[a] = x0c - x1s;
-    h[b] = x0s + x1c;
-}
-
 void slm_rope_neon(float *h, const float *cs, int32_t rope_dim, int adjacent) {
     int32_t half = rope_dim / 2, i = 0;
     for (; i + 4 <= half; i += 4) {
@@ -47,8 +36,8 @@ void slm_rope_neon(float *h, const float *cs, int32_t rope_dim, int adjacent) {
         }
     }
     for (; i < half; i++)
-        rotate_pair(h, adjacent ? 2 * i : i, adjacent ? 2 * i + 1 : i + half, cs[2 * i],
-                    cs[2 * i + 1]);
+        slm_rope_pair(h, adjacent ? 2 * i : i, adjacent ? 2 * i + 1 : i + half, cs[2 * i],
+                      cs[2 * i + 1]);
 }
 
 #else

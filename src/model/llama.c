@@ -29,8 +29,7 @@ static void rmsnorm_row(const slm_provider *pv, float *out, const float *x, cons
 }
 
 /* Rotates one head's first rope_dim dimensions by the angles for `pos` (the
- * provider's kernel when it has one: same bits). Each product is its own
- * statement so that no compiler fuses it into an FMA. */
+ * provider's kernel when it has one: same bits; slm_rope_pair is the step). */
 static void rope_head(const slm_provider *pv, float *h, const float *cs, int32_t rope_dim,
                       slm_rope_style style) {
     if (pv->rope) {
@@ -42,13 +41,7 @@ static void rope_head(const slm_provider *pv, float *h, const float *cs, int32_t
         float c = cs[2 * i], s = cs[2 * i + 1];
         int32_t a = style == SLM_ROPE_ADJACENT ? 2 * i : i;
         int32_t b = style == SLM_ROPE_ADJACENT ? 2 * i + 1 : i + half;
-        float x0 = h[a], x1 = h[b];
-        float x0c = x0 * c;
-        float x1s = x1 * s;
-        float x0s = x0 * s;
-        float x1c = x1 * c;
-        h[a] = x0c - x1s;
-        h[b] = x0s + x1c;
+        slm_rope_pair(h, a, b, c, s);
     }
 }
 
