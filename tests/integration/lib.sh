@@ -52,10 +52,15 @@ run_py() {
   local name=$1 secs=$2
   shift 2
   timeout "$secs" python3 - "$PORT" "$@" >"$TMPD/$name.out" 2>&1
-  local rc=$?
-  cat "$TMPD/$name.out"
-  local tp tf
-  read -r tp _ tf _ < <(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMPD/$name.out" | tail -1)
+  add_driver_counts "$name" $? "$TMPD/$name.out"
+}
+# add_driver_counts NAME RC FILE: prints a driver's output FILE and adds its
+# last "N passed, M failed" line to the counts; a missing line, or a nonzero
+# exit RC with no failure counted, is a failure of NAME.
+add_driver_counts() {
+  local name=$1 rc=$2 file=$3 tp tf
+  cat "$file"
+  read -r tp _ tf _ < <(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$file" | tail -1)
   if [[ ${tp:-} =~ ^[0-9]+$ && ${tf:-} =~ ^[0-9]+$ ]]; then
     PASSED=$((PASSED + tp))
     FAILED=$((FAILED + tf))

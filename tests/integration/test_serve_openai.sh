@@ -40,16 +40,7 @@ if [[ -z $PORT ]]; then
 fi
 
 (cd "$JS" && timeout 120 node openai_test.mjs "http://127.0.0.1:$PORT/v1" test-key-123) >"$TMPD/node.out" 2>&1
-rc=$?
-cat "$TMPD/node.out"
-read -r tp _ tf _ < <(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMPD/node.out" | tail -1)
-if [[ ${tp:-} =~ ^[0-9]+$ && ${tf:-} =~ ^[0-9]+$ ]]; then
-  PASSED=$((PASSED + tp))
-  FAILED=$((FAILED + tf))
-  [[ $rc -eq 0 || $tf -gt 0 ]] || bad "openai client: exit $rc"
-else
-  bad "openai client: no result line (exit $rc)"
-fi
+add_driver_counts "openai client" $? "$TMPD/node.out"
 
 kill -TERM $SERVER_PID
 wait $SERVER_PID
