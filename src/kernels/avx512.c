@@ -988,7 +988,11 @@ static inline __attribute__((always_inline)) __m512i q6_offset(__m512i isum, __m
     return _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
 }
 
-/* Decode: one row (q4_k/q5_k when !q6) against one quantized token. */
+/* Decode: one row (q4_k/q5_k when !q6) against one quantized token. The
+ * loops over the 4 code vectors are unrolled on purpose: left as a loop
+ * (GCC does by default), each pass rebuilt the permute index, branched on
+ * the nibble half and reloaded the codes, and the super-block took 30% longer
+ * (2.26 -> 1.73 ns per 64 weights for q4_k in L2, docs/PERFORMANCE.md). */
 static inline __attribute__((always_inline)) float dot_k8_row(int q5, int q6, const uint8_t *row,
                                                               const uint8_t *xk, int64_t n) {
     const size_t bb = q6 ? 210 : q5 ? 176 : 144;
@@ -1004,10 +1008,9 @@ static inline __attribute__((always_inline)) float dot_k8_row(int q5, int q6, co
             const __m256i sc16 =
                 _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
             const __m512i sc = _mm512_castsi256_si512(sc16);
-            for (int j2 = 0; j2 < 4; j2++)
-                isum = _mm512_dpwssd_epi32(
-                    isum, _mm512_maddubs_epi16(q6_codes(blk, j2), _mm512_loadu_si512(xb + 64 * j2)),
-                    pair_scales(1, sc, j2));
+            _Pragma("GCC unroll 4") for (int j2 = 0; j2 < 4; j2++) isum = _mm512_dpwssd_epi32(
+                isum, _mm512_maddubs_epi16(q6_codes(blk, j2), _mm512_loadu_si512(xb + 64 * j2)),
+                pair_scales(1, sc, j2));
             isum = q6_offset(isum, sc16, xb);
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
                                   _mm512_set1_ps(half_to_f32(blk + 208) * dx), acc);
@@ -1015,11 +1018,10 @@ static inline __attribute__((always_inline)) float dot_k8_row(int q5, int q6, co
             __m128i sc8, mn8;
             slm_x86_kscales(blk, &sc8, &mn8);
             const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sc8));
-            for (int j2 = 0; j2 < 4; j2++)
-                isum = _mm512_dpwssd_epi32(
-                    isum,
-                    _mm512_maddubs_epi16(k45_codes(blk, q5, j2), _mm512_loadu_si512(xb + 64 * j2)),
-                    pair_scales(0, sc, j2));
+            _Pragma("GCC unroll 4") for (int j2 = 0; j2 < 4; j2++) isum = _mm512_dpwssd_epi32(
+                isum,
+                _mm512_maddubs_epi16(k45_codes(blk, q5, j2), _mm512_loadu_si512(xb + 64 * j2)),
+                pair_scales(0, sc, j2));
             /* d * d_x and dmin * d_x from one conversion of both halves */
             int32_t dm2;
             memcpy(&dm2, blk, 4);
@@ -1070,7 +1072,7 @@ static inline __attribute__((always_inline)) void pack_k8_row(int q5, int q6, co
             d = half_to_f32(blk);
             dmin = half_to_f32(blk + 2);
         }
-        for (int j2 = 0; j2 < 4; j2++) {
+        _Pragma("GCC unroll 4") for (int j2 = 0; j2 < 4; j2++) {
             _mm512_storeu_si512(out + 64 * j2, q6 ? q6_codes(blk, j2) : k45_codes(blk, q5, j2));
             _mm512_storeu_si512(out + KP_SCALES + 64 * j2, pair_scales(q6, sc, j2));
         }
@@ -1131,7 +1133,7 @@ static inline __attribute__((always_inline)) void tile_k8(const uint8_t *wp, siz
         __m512i isum[X8_ROWS][X8_TOKS];
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
             _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
-        for (int j2 = 0; j2 < 4; j2++) {
+        _Pragma("GCC unroll 4") for (int j2 = 0; j2 < 4; j2++) {
             __m512i c[X8_TOKS];
             _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) c[t] =
                 _mm512_loadu_si512(xk + (size_t)t * x_tok + b * XK_BYTES + 64 * j2);
