@@ -607,10 +607,10 @@ static inline __attribute__((always_inline)) float a2_dot_k45_row(uint32_t type,
             _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(half_at(blk + 2)),
                                         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn8))),
                           _mm256_set1_ps(-0.0f));
-        for (int j2 = 0; j2 < 4; j2++) {
+        _Pragma("GCC unroll 8") for (int j2 = 0; j2 < 4; j2++) {
             const __m256i raw =
                 _mm256_loadu_si256((const __m256i *)(const void *)(blk + qs + 32 * j2));
-            for (int h = 0; h < 2; h++) {
+            _Pragma("GCC unroll 8") for (int h = 0; h < 2; h++) {
                 const int j = 2 * j2 + h;
                 const uint8_t *xb = xq + (size_t)(8 * sb + j) * A2_XB;
                 __m256i w = _mm256_and_si256(h ? _mm256_srli_epi16(raw, 4) : raw, low4);
@@ -653,13 +653,13 @@ static inline __attribute__((always_inline)) float a2_dot_q6k_row(const uint8_t 
         const __m256 s16[2] = {
             _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))),
             _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))))};
-        for (int h = 0; h < 2; h++) {
+        _Pragma("GCC unroll 8") for (int h = 0; h < 2; h++) {
             const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * h));
             const __m256i ql1 =
                 _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * h + 32));
             const __m256i qh =
                 _mm256_loadu_si256((const __m256i *)(const void *)(blk + 128 + 32 * h));
-            for (int k = 0; k < 4; k++) {
+            _Pragma("GCC unroll 8") for (int k = 0; k < 4; k++) {
                 const int j = 4 * h + k; /* block of the super-block */
                 const uint8_t *xb = xq + (size_t)(8 * sb + j) * A2_XB;
                 const __m256i ql = k & 1 ? ql1 : ql0;
