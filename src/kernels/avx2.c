@@ -15,10 +15,12 @@
  * bit for bit (same operations in the same order), though tests only require
  * closeness.
  *
- * slm_matmul goes through avx2_matmul_rows: block types (q8_0, q4_0, q4_1,
- * q5_0, q5_1, q4_k, q5_k, q6_k) take the 8-bit activation path below
- * (int8_activations), for decode and prefill alike; float types use dot_row
- * per row (decode) or a converted row tile dotted with every token. */
+ * slm_matmul goes through avx2_matmul_rows: block types take an 8-bit
+ * activation path below (int8_activations), for decode and prefill alike:
+ * q8_0, q4_0, q4_1, q5_0, q5_1 with activations in blocks of 32, the
+ * k-quants (q4_k, q5_k, q6_k) with activations in blocks of 256 and integer
+ * sums per super-block; float types use dot_row per row (decode) or a
+ * converted row tile dotted with every token. */
 #if defined(__x86_64__) || defined(__i386__)
 
 #if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
@@ -403,7 +405,7 @@ static block_dequant_fn block_dequant(uint32_t type) {
     }
 }
 
-/* ---- 8-bit activations (block types) ---------------------------------------
+/* ---- 8-bit activations (legacy block types) --------------------------------
  * The scheme of the avx512 provider's int8 path (see avx512.c), at 256 bits
  * with vpmaddubsw + vpmaddwd instead of vpdpbusd, one 32-block per register.
  * Each token's x is quantized once per matmul call into blocks of 32: codes
@@ -474,14 +476,8 @@ static inline size_t a2_block_bytes(uint32_t type) {
         return 22;
     case SLM_TYPE_Q4_1:
         return 20;
-    case SLM_TYPE_Q5_1:
-        return 24;
-    case SLM_TYPE_Q4_K:
-        return 144;
-    case SLM_TYPE_Q5_K:
-        return 176;
     default:
-        return 210; /* q6_k */
+        return 24; /* q5_1 */
     }
 }
 
@@ -494,39 +490,6 @@ static inline __attribute__((always_inline)) a2_block a2_decode(uint32_t type, c
                                                                 int64_t b) {
     a2_block r;
     r.m = _mm256_setzero_ps();
-    if (type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K) {
-        const uint8_t *blk = row + (size_t)(b / 8) * a2_block_bytes(type);
-        const int j = (int)(b % 8);
-        if (type == SLM_TYPE_Q6_K) {
-            const int h = j / 4, k = j % 4;
-            __m256i lo = bytes_shift_mask(blk + 64 * h + 32 * (k & 1), 4 * (k >> 1), 0x0f);
-            __m256i hi = _mm256_slli_epi16(bytes_shift_mask(blk + 128 + 32 * h, 2 * k, 0x03), 4);
-            r.w = _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32));
-            const float d = half_at(blk + 208);
-            const int8_t *sc = (const int8_t *)(blk + 192);
-            r.s = _mm256_blend_ps(_mm256_set1_ps(d * (float)sc[2 * j]),
-                                  _mm256_set1_ps(d * (float)sc[2 * j + 1]), 0xf0);
-            return r;
-        }
-        const uint8_t *sc = blk + 4;
-        int scale, min;
-        if (j < 4) {
-            scale = sc[j] & 63;
-            min = sc[j + 4] & 63;
-        } else {
-            scale = (sc[j + 4] & 15) | (sc[j - 4] >> 6) << 4;
-            min = (sc[j + 4] >> 4) | (sc[j] >> 6) << 4;
-        }
-        if (type == SLM_TYPE_Q4_K) {
-            r.w = bytes_shift_mask(blk + 16 + 32 * (j / 2), 4 * (j % 2), 0x0f);
-        } else {
-            __m256i lo = bytes_shift_mask(blk + 48 + 32 * (j / 2), 4 * (j % 2), 0x0f);
-            r.w = _mm256_or_si256(lo, _mm256_slli_epi16(bytes_shift_mask(blk + 16, j, 0x01), 4));
-        }
-        r.s = _mm256_set1_ps(half_at(blk) * (float)scale);
-        r.m = lane0_ps(-(half_at(blk + 2) * (float)min));
-        return r;
-    }
     const uint8_t *blk = row + (size_t)b * a2_block_bytes(type);
     r.s = _mm256_set1_ps(half_at(blk));
     switch (type) {
@@ -553,8 +516,7 @@ static inline __attribute__((always_inline)) a2_block a2_decode(uint32_t type, c
 }
 
 static inline int a2_has_min(uint32_t type) {
-    return type == SLM_TYPE_Q4_1 || type == SLM_TYPE_Q5_1 || type == SLM_TYPE_Q4_K ||
-           type == SLM_TYPE_Q5_K;
+    return type == SLM_TYPE_Q4_1 || type == SLM_TYPE_Q5_1;
 }
 
 static inline __m256i a2_init(__m256i w) {
@@ -580,117 +542,8 @@ static inline __m256i a2_int(int q8, __m256i w, __m256i init, __m256i xu) {
         if (HM) (ACC) = _mm256_fmadd_ps((M), (DXS), (ACC));                                        \
     } while (0)
 
-/* a2_dot_row for q4_k and q5_k, a super-block at a time: its 8 scales and
- * minimums decoded once with byte shuffles (the same products d * scale and
- * -(dmin * min) a2_decode forms per block), and, these types having no code
- * offset, each lane's sum(w * c) as one vpmaddubsw of the unsigned codes
- * with the signed activations (|w * c| <= 31 * 127, no saturation) instead
- * of the biased form plus its correction: the same integers, so the same
- * bits as the batched path. */
-static inline __attribute__((always_inline)) float a2_dot_k45_row(uint32_t type, const uint8_t *row,
-                                                                  const uint8_t *xq, int64_t n) {
-    const int q5 = type == SLM_TYPE_Q5_K;
-    const size_t bb = q5 ? 176 : 144, qs = q5 ? 48 : 16;
-    const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-    const __m256i flip = _mm256_set1_epi8((char)0x80), bit4 = _mm256_set1_epi8(0x10);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t sb = 0; sb < n / 256; sb++) {
-        const uint8_t *blk = row + (size_t)sb * bb;
-        /* q5_k: bit j of each high-bit byte is code j's fifth bit */
-        const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16))
-                              : _mm256_setzero_si256();
-        __m128i sc8, mn8;
-        slm_x86_kscales(blk, &sc8, &mn8);
-        const __m256 s8 = _mm256_mul_ps(_mm256_set1_ps(half_at(blk)),
-                                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc8)));
-        const __m256 m8 =
-            _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(half_at(blk + 2)),
-                                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn8))),
-                          _mm256_set1_ps(-0.0f));
-        _Pragma("GCC unroll 8") for (int j2 = 0; j2 < 4; j2++) {
-            const __m256i raw =
-                _mm256_loadu_si256((const __m256i *)(const void *)(blk + qs + 32 * j2));
-            _Pragma("GCC unroll 8") for (int h = 0; h < 2; h++) {
-                const int j = 2 * j2 + h;
-                const uint8_t *xb = xq + (size_t)(8 * sb + j) * A2_XB;
-                __m256i w = _mm256_and_si256(h ? _mm256_srli_epi16(raw, 4) : raw, low4);
-                if (q5) /* bit j to bit 4 */
-                    w = _mm256_or_si256(w, _mm256_and_si256(j < 4 ? _mm256_slli_epi16(qh, 4 - j)
-                                                                  : _mm256_srli_epi16(qh, j - 4),
-                                                            bit4));
-                const __m256i c =
-                    _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb), flip);
-                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, c), ones);
-                const __m256i lane = _mm256_set1_epi32(j);
-                const __m256 sj = _mm256_permutevar8x32_ps(s8, lane);
-                const __m256 mj =
-                    _mm256_blend_ps(_mm256_setzero_ps(), _mm256_permutevar8x32_ps(m8, lane), 0x01);
-                const __m256 dx = _mm256_loadu_ps((const float *)(const void *)(xb + 32));
-                const __m256 dxs = _mm256_loadu_ps((const float *)(const void *)(xb + 64));
-                A2_STEP(acc, p, sj, dx, mj, dxs, 1);
-            }
-        }
-    }
-    return hsum8(acc);
-}
-
-/* a2_dot_row for q6_k, a super-block at a time: the 16 scales times d
- * converted once (the products a2_decode forms per block), each half's low
- * and high bits loaded once, each block's codes q (0..63) placed in bits 0-5
- * with shifts, and each lane's sum((q - 32) * c) as one vpmaddubsw of q with
- * the signed activations (|q * c| <= 63 * 127: no saturation) minus
- * 32 * sum(c): the same integers as the batched path's, so the same bits. */
-static inline __attribute__((always_inline)) float a2_dot_q6k_row(const uint8_t *row,
-                                                                  const uint8_t *xq, int64_t n) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
-    const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
-    const __m256i k32 = _mm256_set1_epi8(32);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t sb = 0; sb < n / 256; sb++) {
-        const uint8_t *blk = row + (size_t)sb * 210;
-        const __m256 d = _mm256_set1_ps(half_at(blk + 208));
-        const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)(blk + 192));
-        const __m256 s16[2] = {
-            _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))),
-            _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))))};
-        _Pragma("GCC unroll 8") for (int h = 0; h < 2; h++) {
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * h));
-            const __m256i ql1 =
-                _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * h + 32));
-            const __m256i qh =
-                _mm256_loadu_si256((const __m256i *)(const void *)(blk + 128 + 32 * h));
-            _Pragma("GCC unroll 8") for (int k = 0; k < 4; k++) {
-                const int j = 4 * h + k; /* block of the super-block */
-                const uint8_t *xb = xq + (size_t)(8 * sb + j) * A2_XB;
-                const __m256i ql = k & 1 ? ql1 : ql0;
-                const __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, low4);
-                /* bits 2k, 2k + 1 of qh into bits 4-5 */
-                const __m256i hi = _mm256_and_si256(k < 2 ? _mm256_slli_epi16(qh, 4 - 2 * k)
-                                                          : _mm256_srli_epi16(qh, 2 * k - 4),
-                                                    bits45);
-                const __m256i q = _mm256_or_si256(lo, hi);
-                const __m256i c =
-                    _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb), flip);
-                const __m256i p =
-                    _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q, c), ones),
-                                     _mm256_madd_epi16(_mm256_maddubs_epi16(k32, c), ones));
-                /* scales 2j, 2j + 1 of the 16, each over 4 lanes */
-                const __m256i pick = _mm256_setr_epi32(
-                    2 * (j % 4), 2 * (j % 4), 2 * (j % 4), 2 * (j % 4), 2 * (j % 4) + 1,
-                    2 * (j % 4) + 1, 2 * (j % 4) + 1, 2 * (j % 4) + 1);
-                const __m256 sj = _mm256_permutevar8x32_ps(s16[j / 4], pick);
-                const __m256 dx = _mm256_loadu_ps((const float *)(const void *)(xb + 32));
-                A2_STEP(acc, p, sj, dx, sj, dx, 0);
-            }
-        }
-    }
-    return hsum8(acc);
-}
-
 static inline __attribute__((always_inline)) float a2_dot_row(uint32_t type, const uint8_t *row,
                                                               const uint8_t *xq, int64_t n) {
-    if (type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K) return a2_dot_k45_row(type, row, xq, n);
-    if (type == SLM_TYPE_Q6_K) return a2_dot_q6k_row(row, xq, n);
     const int q8 = type == SLM_TYPE_Q8_0, hm = a2_has_min(type);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; b++, xq += A2_XB) {
@@ -798,9 +651,6 @@ A2_TYPE(q4_0, SLM_TYPE_Q4_0)
 A2_TYPE(q4_1, SLM_TYPE_Q4_1)
 A2_TYPE(q5_0, SLM_TYPE_Q5_0)
 A2_TYPE(q5_1, SLM_TYPE_Q5_1)
-A2_TYPE(q4_k, SLM_TYPE_Q4_K)
-A2_TYPE(q5_k, SLM_TYPE_Q5_K)
-A2_TYPE(q6_k, SLM_TYPE_Q6_K)
 #undef A2_TYPE
 
 /* The decode and packing kernels of `type`; 0 for types without an 8-bit path. */
@@ -816,9 +666,6 @@ static int a2_kernels(uint32_t type, a2_rows_fn *rows, a2_pack_fn *pack) {
         A2_CASE(q4_1, SLM_TYPE_Q4_1)
         A2_CASE(q5_0, SLM_TYPE_Q5_0)
         A2_CASE(q5_1, SLM_TYPE_Q5_1)
-        A2_CASE(q4_k, SLM_TYPE_Q4_K)
-        A2_CASE(q5_k, SLM_TYPE_Q5_K)
-        A2_CASE(q6_k, SLM_TYPE_Q6_K)
     default:
         return 0;
     }
@@ -826,16 +673,259 @@ static int a2_kernels(uint32_t type, a2_rows_fn *rows, a2_pack_fn *pack) {
 }
 
 static int avx2_x8_type(uint32_t type) {
-    a2_rows_fn rows;
-    a2_pack_fn pack;
+    a2_rows_fn rows = NULL;
+    a2_pack_fn pack = NULL;
     return a2_kernels(type, &rows, &pack);
+}
+
+/* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
+ * The scheme of the avx512 provider's k8 path (see avx512.c) at 256 bits.
+ * Each token's x is quantized per 256 elements (one d_x per super-block, as
+ * llama.cpp's Q8_K): 256 signed codes in element order, the 16 sums of 16
+ * codes and the 8 sums of 32 (int16), d_x. A super-block's dot product is
+ * then an integer per lane: vpmaddubsw of the unsigned weight codes (q4_k
+ * 0..15, q5_k 0..31, q6_k 0..63) with the signed activation codes, vpmaddwd
+ * with the 32-element block's scale (q6_k: its two 16-element scales), added
+ * over the super-block; q6_k's offset of 32 comes off as 32 sum_g sc_g
+ * csum16_g and q4_k/q5_k's minimums go to a second, 4-lane accumulator:
+ *    acc  = fma(float(isum), d * d_x, acc)          8 lanes
+ *    accm = fma(float(msum), -(dmin * d_x), accm)   4 lanes (q4_k, q5_k)
+ * One kernel (k2_dot) computes a row against 1..K2_TOKS tokens with exactly
+ * these steps per (row, token), so decode (one token) and prefill (tokens in
+ * fours, the row's codes decoded once for them) give a token the same bits
+ * alone and in any batch. */
+#define K2_XB 320 /* per token and super-block: 256 codes, 16 + 8 int16 sums, d_x */
+#define K2_BSUM16 256
+#define K2_BSUM32 288
+#define K2_D 304
+#define K2_TOKS 4
+#define K2_MAX_GROUP 32
+
+static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static void k2_quantize(const float *x, int64_t n, uint8_t *out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < n / 256; b++, x += 256, out += K2_XB) {
+        __m256 a = _mm256_setzero_ps();
+        for (int k = 0; k < 32; k++)
+            a = _mm256_max_ps(a, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4), d = amax / 127.0f;
+        /* round to nearest even (the default MXCSR mode), |code| <= 127 */
+        const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        int16_t s16[16], s32[8];
+        for (int j = 0; j < 8; j++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * j + 8 * k), vi));
+            __m256i bytes =
+                _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            _mm256_storeu_si256((__m256i *)(void *)(out + 32 * j),
+                                _mm256_permutevar8x32_epi32(bytes, order));
+            s16[2 * j] = (int16_t)hsum_epi32(_mm256_add_epi32(q[0], q[1]));
+            s16[2 * j + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(q[2], q[3]));
+            s32[j] = (int16_t)(s16[2 * j] + s16[2 * j + 1]);
+        }
+        memset(out + K2_BSUM16, 0, K2_XB - K2_BSUM16);
+        memcpy(out + K2_BSUM16, s16, sizeof s16);
+        memcpy(out + K2_BSUM32, s32, sizeof s32);
+        memcpy(out + K2_D, &d, sizeof d);
+    }
+}
+
+static inline float k2_xd(const uint8_t *xb) {
+    float d;
+    memcpy(&d, xb + K2_D, sizeof d);
+    return d;
+}
+
+/* out[t] = dot(row, token t) for T tokens at xk + t * x_tok. */
+static inline __attribute__((always_inline)) void k2_dot(const int q5, const int q6,
+                                                         const uint8_t *row, const uint8_t *xk,
+                                                         size_t x_tok, int64_t n, float *out,
+                                                         const int T) {
+    const size_t bb = q6 ? 210 : q5 ? 176 : 144;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
+    const __m256i bits45 = _mm256_set1_epi8(0x30);
+    __m256 acc[K2_TOKS];
+    __m128 accm[K2_TOKS];
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+        acc[t] = _mm256_setzero_ps();
+        accm[t] = _mm_setzero_ps();
+    }
+    for (int64_t sb = 0; sb < n / 256; sb++) {
+        const uint8_t *blk = row + (size_t)sb * bb, *xs = xk + (size_t)sb * K2_XB;
+        __m256i isum[K2_TOKS];
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
+        if (q6) {
+            const int8_t *sc = (const int8_t *)(const void *)(blk + 192);
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+                const __m256i ql0 =
+                    _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * h));
+                const __m256i ql1 =
+                    _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * h + 32));
+                const __m256i qh =
+                    _mm256_loadu_si256((const __m256i *)(const void *)(blk + 128 + 32 * h));
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+                    const int j = 4 * h + k; /* 32-element block */
+                    const __m256i ql = k & 1 ? ql1 : ql0;
+                    const __m256i lo =
+                        _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, low4);
+                    const __m256i hi = _mm256_and_si256(k < 2 ? _mm256_slli_epi16(qh, 4 - 2 * k)
+                                                              : _mm256_srli_epi16(qh, 2 * k - 4),
+                                                        bits45);
+                    const __m256i q = _mm256_or_si256(lo, hi);
+                    const __m256i scl =
+                        _mm256_setr_m128i(_mm_set1_epi16(sc[2 * j]), _mm_set1_epi16(sc[2 * j + 1]));
+                    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                        const __m256i c = _mm256_loadu_si256(
+                            (const __m256i *)(const void *)(xs + (size_t)t * x_tok + 32 * j));
+                        isum[t] = _mm256_add_epi32(
+                            isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q, c), scl));
+                    }
+                }
+            }
+            const __m256i sc16 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)sc));
+            const float d = half_at(blk + 208);
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                const uint8_t *xb = xs + (size_t)t * x_tok;
+                const __m256i corr = _mm256_madd_epi16(
+                    sc16, _mm256_loadu_si256((const __m256i *)(const void *)(xb + K2_BSUM16)));
+                isum[t] = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(corr, 5));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * k2_xd(xb)),
+                                         acc[t]);
+            }
+        } else {
+            __m128i sc8, mn8;
+            slm_x86_kscales(blk, &sc8, &mn8);
+            uint8_t sc[16];
+            _mm_storeu_si128((__m128i *)(void *)sc, sc8);
+            const size_t qs = q5 ? 48 : 16;
+            const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16))
+                                  : _mm256_setzero_si256();
+            _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {
+                const __m256i raw =
+                    _mm256_loadu_si256((const __m256i *)(const void *)(blk + qs + 32 * u));
+                _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+                    const int j = 2 * u + h; /* 32-element block */
+                    __m256i w = _mm256_and_si256(h ? _mm256_srli_epi16(raw, 4) : raw, low4);
+                    if (q5) /* bit j to bit 4 */
+                        w = _mm256_or_si256(w,
+                                            _mm256_and_si256(j < 4 ? _mm256_slli_epi16(qh, 4 - j)
+                                                                   : _mm256_srli_epi16(qh, j - 4),
+                                                             bit4));
+                    const __m256i scl = _mm256_set1_epi16((short)sc[j]);
+                    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                        const __m256i c = _mm256_loadu_si256(
+                            (const __m256i *)(const void *)(xs + (size_t)t * x_tok + 32 * j));
+                        isum[t] = _mm256_add_epi32(
+                            isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(w, c), scl));
+                    }
+                }
+            }
+            const __m128i mn16 = _mm_cvtepu8_epi16(mn8);
+            const float d = half_at(blk), dmin = half_at(blk + 2);
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                const uint8_t *xb = xs + (size_t)t * x_tok;
+                const float dx = k2_xd(xb);
+                acc[t] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * dx), acc[t]);
+                const __m128i ms = _mm_madd_epi16(
+                    mn16, _mm_loadu_si128((const __m128i *)(const void *)(xb + K2_BSUM32)));
+                accm[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_set1_ps(-(dmin * dx)), accm[t]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+        __m128 m = _mm_add_ps(accm[t], _mm_movehl_ps(accm[t], accm[t]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        out[t] = hsum8(acc[t]) + _mm_cvtss_f32(m);
+    }
+}
+
+/* Rows [r0, r1) against g tokens (x_tok bytes apart), four at a time. */
+typedef void (*k2_rows_fn)(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,
+                           size_t x_tok, int64_t g, float *Y, int64_t y_stride);
+#define K2_TYPE(NAME, Q5, Q6)                                                                      \
+    static void k2_rows_##NAME(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,     \
+                               size_t x_tok, int64_t g, float *Y, int64_t y_stride) {              \
+        const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;                                  \
+        for (int64_t r = r0; r < r1; r++, row += W->row_bytes) {                                   \
+            if (g == 1) {                                                                          \
+                k2_dot(Q5, Q6, row, xk, x_tok, W->n_cols, Y + r, 1);                               \
+                continue;                                                                          \
+            }                                                                                      \
+            for (int64_t j = 0; j < g; j += K2_TOKS) {                                             \
+                float out[K2_TOKS];                                                                \
+                const int nt = (int)(g - j < K2_TOKS ? g - j : K2_TOKS);                           \
+                const uint8_t *xj = xk + (size_t)j * x_tok;                                        \
+                switch (nt) {                                                                      \
+                case 1:                                                                            \
+                    k2_dot(Q5, Q6, row, xj, x_tok, W->n_cols, out, 1);                             \
+                    break;                                                                         \
+                case 2:                                                                            \
+                    k2_dot(Q5, Q6, row, xj, x_tok, W->n_cols, out, 2);                             \
+                    break;                                                                         \
+                case 3:                                                                            \
+                    k2_dot(Q5, Q6, row, xj, x_tok, W->n_cols, out, 3);                             \
+                    break;                                                                         \
+                default:                                                                           \
+                    k2_dot(Q5, Q6, row, xj, x_tok, W->n_cols, out, 4);                             \
+                }                                                                                  \
+                for (int a = 0; a < nt; a++) Y[(j + a) * y_stride + r] = out[a];                   \
+            }                                                                                      \
+        }                                                                                          \
+    }
+K2_TYPE(q4_k, 0, 0)
+K2_TYPE(q5_k, 1, 0)
+K2_TYPE(q6_k, 0, 1)
+#undef K2_TYPE
+
+static k2_rows_fn k2_kernel(uint32_t type) {
+    switch (type) {
+    case SLM_TYPE_Q4_K:
+        return k2_rows_q4_k;
+    case SLM_TYPE_Q5_K:
+        return k2_rows_q5_k;
+    case SLM_TYPE_Q6_K:
+        return k2_rows_q6_k;
+    default:
+        return NULL;
+    }
+}
+
+static void matmul_rows_k2(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
+                           int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                           float *scratch) {
+    const k2_rows_fn rows = k2_kernel(W->type);
+    const int64_t n = W->n_cols;
+    const size_t x_tok = (size_t)(n / 256) * K2_XB;
+    uint8_t *xk = (uint8_t *)scratch;
+    const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
+    int64_t group = x_tok ? (int64_t)(have / x_tok) : 1;
+    if (group > K2_MAX_GROUP) group = K2_MAX_GROUP;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
+        const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
+        for (int64_t j = 0; j < g; j++)
+            k2_quantize(X + (t0 + j) * x_stride, n, xk + (size_t)j * x_tok);
+        rows(W, r0, r1, xk, x_tok, g, Y + t0 * y_stride, y_stride);
+    }
 }
 
 static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                            int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                            float *scratch) {
-    a2_rows_fn rows;
-    a2_pack_fn pack;
+    a2_rows_fn rows = NULL;
+    a2_pack_fn pack = NULL;
     a2_kernels(W->type, &rows, &pack);
     const int64_t n = W->n_cols, nb = n / 32;
     const size_t w_row = (size_t)nb * A2_WB, x_tok = (size_t)nb * A2_XB;
@@ -1026,14 +1116,19 @@ static void avx2_attend(const float *q, const float *k, const float *v, int64_t 
 /* Block types take the 8-bit path; float types are dotted row by row
  * (decode) or a tile of rows converted once and dotted with every token
  * (prefill) -- dot_f32 of the converted row is dot_row's bits. */
-/* int8_activations: blocks of 32 for every 8-bit type. */
+/* int8_activations: blocks of 256 for the k-quants, 32 for the other 8-bit
+ * types. */
 static int avx2_int8_block(uint32_t type) {
-    return avx2_x8_type(type) ? 32 : 0;
+    return k2_kernel(type) ? 256 : avx2_x8_type(type) ? 32 : 0;
 }
 
 static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                              int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                              float *scratch) {
+    if (k2_kernel(W->type)) {
+        matmul_rows_k2(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
+        return;
+    }
     if (avx2_x8_type(W->type)) {
         matmul_rows_x8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
         return;
