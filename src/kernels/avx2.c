@@ -681,9 +681,9 @@ static int avx2_x8_type(uint32_t type) {
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
  * The scheme of the avx512 provider's k8 path (see avx512.c) at 256 bits.
  * Each token's x is quantized per 256 elements (one d_x per super-block, as
- * llama.cpp's Q8_K): 256 signed codes in element order, the 16 sums of 16
- * codes and the 8 sums of 32 (int16), d_x. A super-block's dot product is
- * then an integer per lane: vpmaddubsw of the unsigned weight codes (q4_k
+ * llama.cpp's Q8_K), in x86_kquant.h's layout with the codes in element
+ * order. A super-block's dot product is then an integer per lane:
+ * vpmaddubsw of the unsigned weight codes (q4_k
  * 0..15, q5_k 0..31, q6_k 0..63) with the signed activation codes, vpmaddwd
  * with the 32-element block's scale (q6_k: its two 16-element scales), added
  * over the super-block; q6_k's offset of 32 comes off as 32 sum_g sc_g
@@ -694,10 +694,6 @@ static int avx2_x8_type(uint32_t type) {
  * these steps per (row, token), so decode (one token) and prefill (tokens in
  * fours, the row's codes decoded once for them) give a token the same bits
  * alone and in any batch. */
-#define K2_XB 320 /* per token and super-block: 256 codes, 16 + 8 int16 sums, d_x */
-#define K2_BSUM16 256
-#define K2_BSUM32 288
-#define K2_D 304
 #define K2_TOKS 4
 #define K2_MAX_GROUP 32
 
@@ -711,7 +707,7 @@ static inline int32_t hsum_epi32(__m256i v) {
 static void k2_quantize(const float *x, int64_t n, uint8_t *out) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (int64_t b = 0; b < n / 256; b++, x += 256, out += K2_XB) {
+    for (int64_t b = 0; b < n / 256; b++, x += 256, out += XK_BYTES) {
         __m256 a = _mm256_setzero_ps();
         for (int k = 0; k < 32; k++)
             a = _mm256_max_ps(a, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
@@ -721,7 +717,7 @@ static void k2_quantize(const float *x, int64_t n, uint8_t *out) {
         const float amax = _mm_cvtss_f32(m4), d = amax / 127.0f;
         /* round to nearest even (the default MXCSR mode), |code| <= 127 */
         const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-        int16_t s16[16], s32[8];
+        int16_t s16[16];
         for (int j = 0; j < 8; j++) {
             __m256i q[4];
             for (int k = 0; k < 4; k++)
@@ -732,19 +728,9 @@ static void k2_quantize(const float *x, int64_t n, uint8_t *out) {
                                 _mm256_permutevar8x32_epi32(bytes, order));
             s16[2 * j] = (int16_t)hsum_epi32(_mm256_add_epi32(q[0], q[1]));
             s16[2 * j + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(q[2], q[3]));
-            s32[j] = (int16_t)(s16[2 * j] + s16[2 * j + 1]);
         }
-        memset(out + K2_BSUM16, 0, K2_XB - K2_BSUM16);
-        memcpy(out + K2_BSUM16, s16, sizeof s16);
-        memcpy(out + K2_BSUM32, s32, sizeof s32);
-        memcpy(out + K2_D, &d, sizeof d);
+        slm_xk_finish(out, s16, d);
     }
-}
-
-static inline float k2_xd(const uint8_t *xb) {
-    float d;
-    memcpy(&d, xb + K2_D, sizeof d);
-    return d;
 }
 
 /* out[t] = dot(row, token t) for T tokens at xk + t * x_tok. */
@@ -762,7 +748,7 @@ static inline __attribute__((always_inline)) void k2_dot(const int q5, const int
         accm[t] = _mm_setzero_ps();
     }
     for (int64_t sb = 0; sb < n / 256; sb++) {
-        const uint8_t *blk = row + (size_t)sb * bb, *xs = xk + (size_t)sb * K2_XB;
+        const uint8_t *blk = row + (size_t)sb * bb, *xs = xk + (size_t)sb * XK_BYTES;
         __m256i isum[K2_TOKS];
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
         if (q6) {
@@ -799,10 +785,10 @@ static inline __attribute__((always_inline)) void k2_dot(const int q5, const int
             _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                 const uint8_t *xb = xs + (size_t)t * x_tok;
                 const __m256i corr = _mm256_madd_epi16(
-                    sc16, _mm256_loadu_si256((const __m256i *)(const void *)(xb + K2_BSUM16)));
+                    sc16, _mm256_loadu_si256((const __m256i *)(const void *)(xb + XK_BSUM16)));
                 isum[t] = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(corr, 5));
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * k2_xd(xb)),
-                                         acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]),
+                                         _mm256_set1_ps(d * slm_xk_d(xb)), acc[t]);
             }
         } else {
             __m128i sc8, mn8;
@@ -836,11 +822,11 @@ static inline __attribute__((always_inline)) void k2_dot(const int q5, const int
             const float d = half_at(blk), dmin = half_at(blk + 2);
             _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                 const uint8_t *xb = xs + (size_t)t * x_tok;
-                const float dx = k2_xd(xb);
+                const float dx = slm_xk_d(xb);
                 acc[t] =
                     _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * dx), acc[t]);
                 const __m128i ms = _mm_madd_epi16(
-                    mn16, _mm_loadu_si128((const __m128i *)(const void *)(xb + K2_BSUM32)));
+                    mn16, _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32)));
                 accm[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_set1_ps(-(dmin * dx)), accm[t]);
             }
         }
@@ -908,7 +894,7 @@ static void matmul_rows_k2(const slm_matrix *W, int64_t r0, int64_t r1, const fl
                            float *scratch) {
     const k2_rows_fn rows = k2_kernel(W->type);
     const int64_t n = W->n_cols;
-    const size_t x_tok = (size_t)(n / 256) * K2_XB;
+    const size_t x_tok = (size_t)(n / 256) * XK_BYTES;
     uint8_t *xk = (uint8_t *)scratch;
     const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
     int64_t group = x_tok ? (int64_t)(have / x_tok) : 1;

@@ -862,12 +862,6 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
  * bits alone and in any batch. The activation rounding is now up to half a
  * step of the 256-block's scale per element (int8_activations returns 256). */
 
-/* One token's super-block: 256 signed codes, 16 sums of 16 codes, 8 sums of
- * 32 (int16), d_x. */
-#define XK_BYTES 320
-#define XK_BSUM16 256
-#define XK_BSUM32 288
-#define XK_D 304
 /* One row's super-block, decoded for prefill: 4 x 64 unsigned codes, 4 x 32
  * 16-bit scales (each pair's, lane by lane), d, dmin, 8 minimums (int16,
  * q4_k/q5_k) or the 16 scales (int16, q6_k). */
@@ -896,7 +890,7 @@ static void quantize_xk(const float *x, int64_t n, uint8_t *out, int k45) {
         const float amax = _mm512_reduce_max_ps(a), d = amax / 127.0f;
         /* round to nearest even (the default MXCSR mode), |code| <= 127 */
         const __m512 vi = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-        int16_t s16[16], s32[8];
+        int16_t s16[16];
         for (int k = 0; k < 16; k++) {
             __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), vi));
             const int sub = k / 2, pos = k45 ? 2 * (sub % 2) + (sub / 2) % 2 + 4 * (sub / 4) : sub;
@@ -904,18 +898,8 @@ static void quantize_xk(const float *x, int64_t n, uint8_t *out, int k45) {
                              _mm512_cvtepi32_epi8(q));
             s16[k] = (int16_t)_mm512_reduce_add_epi32(q);
         }
-        for (int j = 0; j < 8; j++) s32[j] = (int16_t)(s16[2 * j] + s16[2 * j + 1]);
-        memset(out + XK_BSUM16, 0, XK_BYTES - XK_BSUM16);
-        memcpy(out + XK_BSUM16, s16, sizeof s16);
-        memcpy(out + XK_BSUM32, s32, sizeof s32);
-        memcpy(out + XK_D, &d, sizeof d);
+        slm_xk_finish(out, s16, d);
     }
-}
-
-static inline float xk_d(const uint8_t *xb) {
-    float d;
-    memcpy(&d, xb + XK_D, sizeof d);
-    return d;
 }
 
 /* The lanes of acc, then of accm, in one fixed order (both paths call it). */
@@ -1002,7 +986,7 @@ static inline __attribute__((always_inline)) float dot_k8_row(int q5, int q6, co
         const uint8_t *blk = row + (size_t)b * bb, *xb = xk + b * XK_BYTES;
         for (size_t k = 0; k < bb; k += 64)
             _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
-        const float dx = xk_d(xb);
+        const float dx = slm_xk_d(xb);
         __m512i isum = _mm512_setzero_si512();
         if (q6) {
             const __m256i sc16 =
@@ -1114,7 +1098,7 @@ static inline __attribute__((always_inline)) void tile_k8(const uint8_t *wp, siz
             _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                 const uint8_t *xb = xk + (size_t)t * x_tok + b * XK_BYTES;
                 cs[t] = _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32));
-                dx[t] = _mm_set1_ps(xk_d(xb));
+                dx[t] = _mm_set1_ps(slm_xk_d(xb));
             }
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
                 const uint8_t *wb = wp + (size_t)r * w_row + b * KP_BYTES;
@@ -1154,8 +1138,9 @@ static inline __attribute__((always_inline)) void tile_k8(const uint8_t *wp, siz
                 if (Q6)
                     is = q6_offset(
                         is, _mm256_loadu_si256((const __m256i *)(const void *)(wb + KP_SC16)), xb);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is),
-                                            _mm512_mul_ps(d, _mm512_set1_ps(xk_d(xb))), acc[r][t]);
+                acc[r][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(is),
+                                    _mm512_mul_ps(d, _mm512_set1_ps(slm_xk_d(xb))), acc[r][t]);
             }
         }
     }

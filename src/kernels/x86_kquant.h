@@ -1,13 +1,40 @@
 /* Shared by the x86 providers (avx2.c, avx512.c; both compiled with at least
  * AVX2, so SSSE3/SSE4.1 are there): q4_k/q5_k packed 6-bit scales and
  * minimums decoded 8 at a time with byte shuffles, exactly as the reference
- * decodes them one at a time. */
+ * decodes them one at a time; and the layout of the k-quant activations
+ * both providers quantize per 256 elements. */
 #ifndef SLM_KERNELS_X86_KQUANT_H
 #define SLM_KERNELS_X86_KQUANT_H
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
+
+/* One token's super-block of k-quant activations: 256 signed codes (each
+ * provider orders them for its loads), the 16 sums of 16 codes and the 8
+ * sums of 32 (int16, by element order), d_x (float), zero padding. */
+#define XK_BYTES 320
+#define XK_BSUM16 256
+#define XK_BSUM32 288
+#define XK_D 304
+
+/* Writes the sums (s16: the 16 sums of 16 codes) and d_x of the super-block
+ * at out, after its codes. */
+static inline void slm_xk_finish(uint8_t *out, const int16_t s16[16], float d) {
+    int16_t s32[8];
+    for (int j = 0; j < 8; j++) s32[j] = (int16_t)(s16[2 * j] + s16[2 * j + 1]);
+    memset(out + XK_BSUM16, 0, XK_BYTES - XK_BSUM16);
+    memcpy(out + XK_BSUM16, s16, 16 * sizeof *s16);
+    memcpy(out + XK_BSUM32, s32, sizeof s32);
+    memcpy(out + XK_D, &d, sizeof d);
+}
+
+static inline float slm_xk_d(const uint8_t *xb) {
+    float d;
+    memcpy(&d, xb + XK_D, sizeof d);
+    return d;
+}
 
 /* blk: a q4_k/q5_k super-block (d, dmin, then 12 bytes of packed scales at
  * +4). Returns the 8 sub-block scales in bytes 0-7 of *sc and the 8
