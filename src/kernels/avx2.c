@@ -430,32 +430,44 @@ static block_dequant_fn block_dequant(uint32_t type) {
 #define A2_TOKS 4
 #define A2_MAX_GROUP 32
 
+static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* max over the 8 lanes */
+static inline float hmax8(__m256 a) {
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    return _mm_cvtss_f32(m4);
+}
+
+/* 32 int32 codes (q[k] holds elements 8k .. 8k + 7) as 32 int8 in order */
+static inline __m256i pack_codes32(const __m256i q[4]) {
+    const __m256i bytes =
+        _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 static void a2_quantize(const float *x, int64_t n, uint8_t *out) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int64_t b = 0; b < n / 32; b++, out += A2_XB) {
         __m256 v[4], a = _mm256_setzero_ps();
         for (int k = 0; k < 4; k++) {
             v[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
             a = _mm256_max_ps(a, _mm256_andnot_ps(sign, v[k]));
         }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float amax = _mm_cvtss_f32(m4), db = amax / 127.0f;
+        const float amax = hmax8(a), db = amax / 127.0f;
         const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
         __m256i q[4];
         for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vi));
-        __m256i bytes =
-            _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-        bytes = _mm256_permutevar8x32_epi32(bytes, order);
         _mm256_storeu_si256((__m256i *)(void *)out,
-                            _mm256_xor_si256(bytes, _mm256_set1_epi8((char)0x80)));
-        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-        const float ds = db * (float)_mm_cvtsi128_si32(s4);
+                            _mm256_xor_si256(pack_codes32(q), _mm256_set1_epi8((char)0x80)));
+        const float ds = db * (float)hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]),
+                                                                 _mm256_add_epi32(q[2], q[3])));
         _mm256_storeu_ps((float *)(void *)(out + 32), _mm256_set1_ps(db));
         _mm256_storeu_ps((float *)(void *)(out + 64), _mm256_set1_ps(ds));
     }
@@ -697,24 +709,13 @@ static int avx2_x8_type(uint32_t type) {
 #define K2_TOKS 4
 #define K2_MAX_GROUP 32
 
-static inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
-
 static void k2_quantize(const float *x, int64_t n, uint8_t *out) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int64_t b = 0; b < n / 256; b++, x += 256, out += XK_BYTES) {
         __m256 a = _mm256_setzero_ps();
         for (int k = 0; k < 32; k++)
             a = _mm256_max_ps(a, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float amax = _mm_cvtss_f32(m4), d = amax / 127.0f;
+        const float amax = hmax8(a), d = amax / 127.0f;
         /* round to nearest even (the default MXCSR mode), |code| <= 127 */
         const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
         int16_t s16[16];
@@ -722,10 +723,7 @@ static void k2_quantize(const float *x, int64_t n, uint8_t *out) {
             __m256i q[4];
             for (int k = 0; k < 4; k++)
                 q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * j + 8 * k), vi));
-            __m256i bytes =
-                _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-            _mm256_storeu_si256((__m256i *)(void *)(out + 32 * j),
-                                _mm256_permutevar8x32_epi32(bytes, order));
+            _mm256_storeu_si256((__m256i *)(void *)(out + 32 * j), pack_codes32(q));
             s16[2 * j] = (int16_t)hsum_epi32(_mm256_add_epi32(q[0], q[1]));
             s16[2 * j + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(q[2], q[3]));
         }
