@@ -17,11 +17,13 @@
  * stored type (f16/bf16 converted in registers); block types dequantize into
  * L1 scratch, then dot. Decode is bound by memory bandwidth here, so the
  * win is 512-bit loads with fewer instructions per byte (two accumulator
- * chains are enough to keep up with it). Prefill (a batch): a tile of 8 rows
- * is dequantized to f32 once, then 4-row x 3-token register tiles (24
- * accumulators) over 512-column blocks that stay in L1, so each loaded
- * weight vector feeds 3 tokens and each activation vector 4 rows. Block
- * types with VNNI take the int8 path described further down instead. */
+ * chains are enough to keep up with it). Prefill (a batch): 4-row x 3-token
+ * register tiles (24 accumulators) over 512-column blocks that stay in L1,
+ * so each loaded weight vector feeds 3 tokens and each activation vector 4
+ * rows; f16/bf16 rows are read in place and converted in registers (the
+ * conversion issues beside the FMAs), block types without VNNI are
+ * dequantized to f32 a tile of 8 rows at a time first. Block types with VNNI
+ * take the int8 path described further down instead. */
 #if defined(__x86_64__)
 
 #if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__)
@@ -155,9 +157,11 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
  * chunk c still lands in accumulator c % 2,
  * and the masked tail comes last, so each (row, token) gets dot_f32's bits.
  * When i1 == n the sums are written to out[r * T + t]. */
-#define AVX512_GEMM(NAME, R, T)                                                                    \
-    static void NAME(const float *const *w, const float *const *x, int64_t i0, int64_t i1,         \
+#define AVX512_GEMM(NAME, WT, LD, LD_M, R, T)                                                      \
+    static void NAME(const void *const *wp, const float *const *x, int64_t i0, int64_t i1,         \
                      int64_t n, __m512 *st, float *out) {                                          \
+        const WT *w[R];                                                                            \
+        _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++) w[r] = (const WT *)wp[r];           \
         __m512 acc[R][T][2];                                                                       \
         _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++)                                     \
             _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++)                                 \
@@ -170,7 +174,7 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                     \
                     _mm512_loadu_ps(x[t] + i + 16 * k);                                            \
                 _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++) {                           \
-                    __m512 wv = _mm512_loadu_ps(w[r] + i + 16 * k);                                \
+                    __m512 wv = LD(w[r] + i + 16 * k);                                             \
                     _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) acc[r][t][k] =          \
                         _mm512_fmadd_ps(wv, xv[t], acc[r][t][k]);                                  \
                 }                                                                                  \
@@ -191,7 +195,7 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
             _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                         \
                 _mm512_maskz_loadu_ps(m, x[t] + i);                                                \
             _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++) {                               \
-                __m512 wv = _mm512_maskz_loadu_ps(m, w[r] + i);                                    \
+                __m512 wv = LD_M(w[r] + i, m);                                                     \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) acc[r][t][k] =              \
                     _mm512_fmadd_ps(wv, xv[t], acc[r][t][k]);                                      \
             }                                                                                      \
@@ -202,21 +206,34 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
                 _mm512_reduce_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]));                   \
     }
 
-#define AVX512_GEMM_ROW(R)                                                                         \
-    AVX512_GEMM(gemm_##R##x1, R, 1) AVX512_GEMM(gemm_##R##x2, R, 2) AVX512_GEMM(gemm_##R##x3, R, 3)
-AVX512_GEMM_ROW(1)
-AVX512_GEMM_ROW(2)
-AVX512_GEMM_ROW(3)
-AVX512_GEMM_ROW(4)
+/* Weights in f32 (rows converted to f32, or f32 in place), f16 or bf16: the
+ * latter two are converted in registers as decode does (the same floats), so
+ * the tile reads the stored rows without a conversion pass. */
+#define AVX512_GEMM_ROW(P, WT, LD, LD_M, R)                                                        \
+    AVX512_GEMM(P##_##R##x1, WT, LD, LD_M, R, 1)                                                   \
+    AVX512_GEMM(P##_##R##x2, WT, LD, LD_M, R, 2) AVX512_GEMM(P##_##R##x3, WT, LD, LD_M, R, 3)
+#define AVX512_GEMM_TYPE(P, WT, LD, LD_M)                                                          \
+    AVX512_GEMM_ROW(P, WT, LD, LD_M, 1)                                                            \
+    AVX512_GEMM_ROW(P, WT, LD, LD_M, 2)                                                            \
+    AVX512_GEMM_ROW(P, WT, LD, LD_M, 3) AVX512_GEMM_ROW(P, WT, LD, LD_M, 4)
+AVX512_GEMM_TYPE(gemm, float, ld_f32, ld_f32_m)
+AVX512_GEMM_TYPE(gemm16, uint16_t, ld_f16, ld_f16_m)
+AVX512_GEMM_TYPE(gemmb, uint16_t, ld_bf16, ld_bf16_m)
+#undef AVX512_GEMM_TYPE
 #undef AVX512_GEMM_ROW
 
-typedef void (*gemm_fn)(const float *const *w, const float *const *x, int64_t i0, int64_t i1,
+typedef void (*gemm_fn)(const void *const *w, const float *const *x, int64_t i0, int64_t i1,
                         int64_t n, __m512 *st, float *out);
-/* [rows - 1][tokens - 1] */
-static const gemm_fn GEMM[4][3] = {{gemm_1x1, gemm_1x2, gemm_1x3},
-                                   {gemm_2x1, gemm_2x2, gemm_2x3},
-                                   {gemm_3x1, gemm_3x2, gemm_3x3},
-                                   {gemm_4x1, gemm_4x2, gemm_4x3}};
+#define AVX512_GEMM_TABLE(P)                                                                       \
+    {                                                                                              \
+        {P##_1x1, P##_1x2, P##_1x3}, {P##_2x1, P##_2x2, P##_2x3}, {P##_3x1, P##_3x2, P##_3x3}, {   \
+            P##_4x1, P##_4x2, P##_4x3                                                              \
+        }                                                                                          \
+    }
+/* [f32 / f16 / bf16][rows - 1][tokens - 1] */
+static const gemm_fn GEMM[3][4][3] = {AVX512_GEMM_TABLE(gemm), AVX512_GEMM_TABLE(gemm16),
+                                      AVX512_GEMM_TABLE(gemmb)};
+#undef AVX512_GEMM_TABLE
 
 /* Columns per block: a multiple of 32 (see AVX512_GEMM). 8 rows and 3 tokens
  * of 512 floats are 22 KiB, inside a 32-48 KiB L1. */
@@ -1402,21 +1419,23 @@ static void matvec_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float
         y[r] = avx512_dot_row(W->type, row, x, W->n_cols, tmp);
 }
 
-/* A batch: each tile of up to AVX512_ROW_TILE rows is converted to f32 once
- * (f32 rows are used in place), then multiplied with the tokens in 2 x 3
- * register tiles over column blocks that stay in L1; the edges use smaller
- * tiles of the same shape. */
+/* A batch: float rows (f32, f16, bf16) are read in place, converted in
+ * registers, block types (without VNNI) are converted to f32 once per tile of
+ * up to AVX512_ROW_TILE rows; then the rows are multiplied with the tokens
+ * in 4 x 3 register tiles over column blocks that stay in L1; the edges use
+ * smaller tiles of the same shape. */
 static void matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X, int64_t n_tok,
                         int64_t x_stride, float *Y, int64_t y_stride, float *scratch) {
     const int64_t n = W->n_cols;
     const size_t stride = ((size_t)n + 15) & ~(size_t)15;
-    const float *rows[AVX512_ROW_TILE];
+    const int kind = W->type == SLM_TYPE_F16 ? 1 : W->type == SLM_TYPE_BF16 ? 2 : 0;
+    const void *rows[AVX512_ROW_TILE];
     for (int64_t rb = r0; rb < r1; rb += AVX512_ROW_TILE) {
         int nr = (int)(r1 - rb < AVX512_ROW_TILE ? r1 - rb : AVX512_ROW_TILE);
         for (int k = 0; k < nr; k++) {
             const uint8_t *src = W->data + (size_t)(rb + k) * W->row_bytes;
-            if (W->type == SLM_TYPE_F32) {
-                rows[k] = (const float *)(const void *)src;
+            if (float_type(W->type)) {
+                rows[k] = src;
             } else {
                 float *dst = scratch + (size_t)k * stride;
                 avx512_dequantize_row(W->type, src, dst, n);
@@ -1442,7 +1461,7 @@ static void matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float
                 int64_t i1 = n - i0 > AVX512_COL_BLOCK ? i0 + AVX512_COL_BLOCK : n;
                 for (int k = 0, p = 0; k < nr; k += 4, p++) {
                     int nk = nr - k >= 4 ? 4 : nr - k;
-                    GEMM[nk - 1][nt - 1](rows + k, xs, i0, i1, n, st[p], out[p]);
+                    GEMM[kind][nk - 1][nt - 1](rows + k, xs, i0, i1, n, st[p], out[p]);
                 }
                 if (i1 == n) break;
             }
