@@ -945,6 +945,68 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
     }
 }
 
+/* ---- the GEMM tile for float rows (prefill) ---------------------------------
+ * One row against T tokens (T <= 3: four accumulators per pair fill the 16
+ * registers) in dot_f32's exact shape, over columns [i0, i1) with the
+ * accumulators kept in `st` between column blocks: i0 is a multiple of 32
+ * and so is i1 unless i1 == n; the 8-element steps and the tail come after
+ * the last 32-element step, as in SLM_AVX2_DOT_BODY, so each (row, token)
+ * gets dot_row's bits. f16/bf16 rows are converted in registers. */
+#define AVX2_GEMM(NAME, WT, LD, LD_TAIL, T)                                                        \
+    static void NAME(const void *wp, const float *const *x, int64_t i0, int64_t i1, int64_t n,     \
+                     __m256 *st, float *out) {                                                     \
+        const WT *w = (const WT *)wp;                                                              \
+        __m256 acc[T][4];                                                                          \
+        _Pragma("GCC unroll 3") for (int t = 0; t < (T); t++)                                      \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) acc[t][k] =                        \
+                i0 == 0 ? _mm256_setzero_ps() : st[t * 4 + k];                                     \
+        int64_t i = i0;                                                                            \
+        for (; i + 32 <= i1; i += 32) {                                                            \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                  \
+                const __m256 wv = LD(w + i + 8 * k);                                               \
+                _Pragma("GCC unroll 3") for (int t = 0; t < (T); t++) acc[t][k] =                  \
+                    _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i + 8 * k), acc[t][k]);             \
+            }                                                                                      \
+        }                                                                                          \
+        if (i1 < n) {                                                                              \
+            _Pragma("GCC unroll 3") for (int t = 0; t < (T); t++)                                  \
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) st[t * 4 + k] = acc[t][k];     \
+            return;                                                                                \
+        }                                                                                          \
+        for (; i + 8 <= n; i += 8) {                                                               \
+            const __m256 wv = LD(w + i);                                                           \
+            _Pragma("GCC unroll 3") for (int t = 0; t < (T); t++) acc[t][0] =                      \
+                _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i), acc[t][0]);                         \
+        }                                                                                          \
+        if (i < n) {                                                                               \
+            const __m256 wv = LD_TAIL(w + i, n - i);                                               \
+            _Pragma("GCC unroll 3") for (int t = 0; t < (T); t++) acc[t][0] =                      \
+                _mm256_fmadd_ps(wv, load_f32_tail(x[t] + i, n - i), acc[t][0]);                    \
+        }                                                                                          \
+        _Pragma("GCC unroll 3") for (int t = 0; t < (T); t++) out[t] =                             \
+            reduce4(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);                                   \
+    }
+#define AVX2_GEMM_TYPE(P, WT, LD, LD_TAIL)                                                         \
+    AVX2_GEMM(P##_1, WT, LD, LD_TAIL, 1)                                                           \
+    AVX2_GEMM(P##_2, WT, LD, LD_TAIL, 2) AVX2_GEMM(P##_3, WT, LD, LD_TAIL, 3)
+AVX2_GEMM_TYPE(a2_gemm, float, load_f32, load_f32_tail)
+AVX2_GEMM_TYPE(a2_gemm16, uint16_t, load_f16, load_f16_tail)
+AVX2_GEMM_TYPE(a2_gemmb, uint16_t, load_bf16, load_bf16_tail)
+#undef AVX2_GEMM_TYPE
+#undef AVX2_GEMM
+
+typedef void (*a2_gemm_fn)(const void *w, const float *const *x, int64_t i0, int64_t i1, int64_t n,
+                           __m256 *st, float *out);
+/* [f32 / f16 / bf16][tokens - 1] */
+static const a2_gemm_fn A2_GEMM[3][3] = {{a2_gemm_1, a2_gemm_2, a2_gemm_3},
+                                         {a2_gemm16_1, a2_gemm16_2, a2_gemm16_3},
+                                         {a2_gemmb_1, a2_gemmb_2, a2_gemmb_3}};
+
+/* Columns per block (a multiple of 32). 2048 measured 7% faster than 512
+ * on F16 prefill (tinyllama, Zen 4), as on avx512: fewer accumulator spills,
+ * and the L2 keeps up. */
+#define AVX2_COL_BLOCK 2048
+
 /* ---- provider entry points ------------------------------------------------ */
 
 static void avx2_axpy_f32(float *y, float a, const float *x, int64_t n) {
@@ -1097,9 +1159,10 @@ static void avx2_attend(const float *q, const float *k, const float *v, int64_t 
  * slm_matmul_scratch_floats sizes the scratch for). */
 #define AVX2_ROW_TILE 8
 
-/* Block types take the 8-bit path; float types are dotted row by row
- * (decode) or a tile of rows converted once and dotted with every token
- * (prefill) -- dot_f32 of the converted row is dot_row's bits. */
+/* Block types take the 8-bit paths; float types are dotted row by row
+ * (decode) or multiplied in place with 1 x 3 register tiles (prefill, the
+ * same bits as dot_row); the remaining block types (q2_k, q3_k, ...) are
+ * converted a tile of rows at a time and dotted with every token. */
 /* int8_activations: blocks of 256 for the k-quants, 32 for the other 8-bit
  * types. */
 static int avx2_int8_block(uint32_t type) {
@@ -1122,6 +1185,30 @@ static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const 
         const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
         for (int64_t r = r0; r < r1; r++, row += W->row_bytes)
             Y[r] = avx2_dot_row(W->type, row, X, n, scratch);
+        return;
+    }
+    if (W->type == SLM_TYPE_F32 || W->type == SLM_TYPE_F16 || W->type == SLM_TYPE_BF16) {
+        /* float rows in place: 1-row x 3-token tiles over column blocks */
+        const int kind = W->type == SLM_TYPE_F16 ? 1 : W->type == SLM_TYPE_BF16 ? 2 : 0;
+        for (int64_t rb = r0; rb < r1; rb += AVX2_ROW_TILE) {
+            const int nr = (int)(r1 - rb < AVX2_ROW_TILE ? r1 - rb : AVX2_ROW_TILE);
+            for (int64_t t = 0; t < n_tok; t += 3) {
+                const int nt = n_tok - t >= 3 ? 3 : (int)(n_tok - t);
+                const float *xs[3];
+                for (int j = 0; j < nt; j++) xs[j] = X + (t + j) * x_stride;
+                __m256 st[AVX2_ROW_TILE][12]; /* (written before read) */
+                float out[AVX2_ROW_TILE][3];
+                for (int64_t i0 = 0; i0 < n || i0 == 0; i0 += AVX2_COL_BLOCK) {
+                    const int64_t i1 = n - i0 > AVX2_COL_BLOCK ? i0 + AVX2_COL_BLOCK : n;
+                    for (int k = 0; k < nr; k++)
+                        A2_GEMM[kind][nt - 1](W->data + (size_t)(rb + k) * W->row_bytes, xs, i0, i1,
+                                              n, st[k], out[k]);
+                    if (i1 == n) break;
+                }
+                for (int k = 0; k < nr; k++)
+                    for (int j = 0; j < nt; j++) Y[(t + j) * y_stride + rb + k] = out[k][j];
+            }
+        }
         return;
     }
     const size_t stride = ((size_t)n + 15) & ~(size_t)15;
