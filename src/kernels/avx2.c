@@ -19,8 +19,8 @@
  * activation path below (int8_activations), for decode and prefill alike:
  * q8_0, q4_0, q4_1, q5_0, q5_1 with activations in blocks of 32, the
  * k-quants (q4_k, q5_k, q6_k) with activations in blocks of 256 and integer
- * sums per super-block; float types use dot_row per row (decode) or a
- * converted row tile dotted with every token. */
+ * sums per super-block; float types use dot_row per row (decode) or 1-row x
+ * 3-token register tiles with the same accumulation (prefill). */
 #if defined(__x86_64__) || defined(__i386__)
 
 #if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
@@ -844,10 +844,6 @@ typedef void (*k2_rows_fn)(const slm_matrix *W, int64_t r0, int64_t r1, const ui
                                size_t x_tok, int64_t g, float *Y, int64_t y_stride) {              \
         const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;                                  \
         for (int64_t r = r0; r < r1; r++, row += W->row_bytes) {                                   \
-            if (g == 1) {                                                                          \
-                k2_dot(Q5, Q6, row, xk, x_tok, W->n_cols, Y + r, 1);                               \
-                continue;                                                                          \
-            }                                                                                      \
             for (int64_t j = 0; j < g; j += K2_TOKS) {                                             \
                 float out[K2_TOKS];                                                                \
                 const int nt = (int)(g - j < K2_TOKS ? g - j : K2_TOKS);                           \
