@@ -242,7 +242,8 @@ static const gemm_fn GEMM[3][4][3] = {AVX512_GEMM_TABLE(gemm), AVX512_GEMM_TABLE
 #define AVX512_COL_BLOCK 2048
 
 /* ---- 8-bit activations: an int8 GEMM for the legacy block types (VNNI) -----
- * (q8_0, q4_0, q4_1, q5_0, q5_1; the k-quants have their own kernels below.)
+ * (q8_0, q4_1, q5_0, q5_1; q4_0 works in quads of blocks and the k-quants per
+ * super-block, both below.)
  * Each token's x is quantized once per matmul call (per thread: each thread
  * quantizes the same x the same way, so the result does not depend on the
  * thread count) into blocks of 32: int8 codes c = round(x / d_x) with
@@ -252,8 +253,8 @@ static const gemm_fn GEMM[3][4][3] = {AVX512_GEMM_TABLE(gemm), AVX512_GEMM_TABLE
  *    operand), with d_x and d_x * sum(c) spread over the 16 int32 lanes (lanes
  *    0-7 cover the first block, 8-15 the second; each lane covers 4
  *    consecutive elements);
- *  - a weight pair is decoded to signed int8 codes w (offsets such as q4_0's
- *    8 already taken out), plus init = -128 * (sum of each lane's 4 codes),
+ *  - a weight pair is decoded to signed int8 codes w (offsets such as q5_0's
+ *    16 already taken out), plus init = -128 * (sum of each lane's 4 codes),
  *    a per-lane weight scale s (the block's d) and a per-lane minimum m
  *    (q4_1, q5_1; zero but in lanes 0 and 8).
  * One (row, token, pair) step is then, lane by lane:
@@ -359,8 +360,6 @@ static inline size_t legacy_block_bytes(uint32_t type) {
     switch (type) {
     case SLM_TYPE_Q8_0:
         return 34;
-    case SLM_TYPE_Q4_0:
-        return 18;
     case SLM_TYPE_Q5_0:
         return 22;
     case SLM_TYPE_Q4_1:
@@ -377,8 +376,6 @@ static inline __m256i legacy_codes(uint32_t type, const uint8_t *blk, float *d, 
     switch (type) {
     case SLM_TYPE_Q8_0:
         return _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
-    case SLM_TYPE_Q4_0:
-        return nib32(blk + 2);
     case SLM_TYPE_Q5_0:
         return _mm256_or_si256(nib32(blk + 6), bit4_32(blk + 2));
     case SLM_TYPE_Q4_1:
@@ -411,7 +408,7 @@ static inline int x8_has_min(uint32_t type) {
 
 /* The offset taken out of every stored code: w = q - offset (q >= 0). */
 static inline int x8_offset(uint32_t type) {
-    return type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
+    return type == SLM_TYPE_Q5_0 ? 16 : 0;
 }
 
 /* Pair p with signed codes w = q - offset. */
@@ -445,8 +442,10 @@ dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     for (int64_t p = 0; p < np; p++) {
         const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
-        _mm_prefetch((const char *)row + (size_t)p * 2 * legacy_block_bytes(type) + DECODE_PREFETCH,
-                     _MM_HINT_T0);
+        const char *ahead = (const char *)row + (size_t)p * 2 * legacy_block_bytes(type);
+        _mm_prefetch(ahead + DECODE_PREFETCH, _MM_HINT_T0);
+        /* a q8_0 pair (68 bytes) is longer than a line */
+        if (type == SLM_TYPE_Q8_0) _mm_prefetch(ahead + DECODE_PREFETCH + 64, _MM_HINT_T0);
         wpair wp = legacy_pair(type, row, p, nb);
         __m512i c = _mm512_loadu_si512(aq), q;
         if (type == SLM_TYPE_Q8_0) {
@@ -486,7 +485,6 @@ typedef void (*matvec_x8_fn)(const slm_matrix *W, int64_t r0, int64_t r1, const 
             y[r] = dot_x8_row(TYPE, row, xp, aux, W->n_cols);                                      \
     }
 SLM_MATVEC_X8(matvec_q8_0, SLM_TYPE_Q8_0)
-SLM_MATVEC_X8(matvec_q4_0, SLM_TYPE_Q4_0)
 SLM_MATVEC_X8(matvec_q4_1, SLM_TYPE_Q4_1)
 SLM_MATVEC_X8(matvec_q5_0, SLM_TYPE_Q5_0)
 SLM_MATVEC_X8(matvec_q5_1, SLM_TYPE_Q5_1)
@@ -528,8 +526,6 @@ static inline legacy_layout legacy_layout_of(uint32_t type) {
     switch (type) {
     case SLM_TYPE_Q8_0:
         return (legacy_layout){34, -1, -1, 2};
-    case SLM_TYPE_Q4_0:
-        return (legacy_layout){18, -1, -1, 2};
     case SLM_TYPE_Q5_0:
         return (legacy_layout){22, -1, 2, 6};
     case SLM_TYPE_Q4_1:
@@ -584,6 +580,9 @@ dot_x8_legacy_vbmi(uint32_t type, const legacy_idx *ix, const uint8_t *row, cons
         const uint8_t *blk = row + (size_t)(2 * p) * (size_t)L.bytes;
         const int two = 2 * p + 1 < nb;
         _mm_prefetch((const char *)blk + DECODE_PREFETCH, _MM_HINT_T0);
+        /* a q8_0 pair (68 bytes) is longer than a line: without a second
+         * prefetch every 17th line came in on demand */
+        if (2 * L.bytes > 64) _mm_prefetch((const char *)blk + DECODE_PREFETCH + 64, _MM_HINT_T0);
         /* a lone last block: the second one reads as zero codes and scales,
          * as legacy_pair makes it */
         const __m512i v = two && 2 * L.bytes >= 64 ? _mm512_loadu_si512(blk)
@@ -636,7 +635,6 @@ dot_x8_legacy_vbmi(uint32_t type, const legacy_idx *ix, const uint8_t *row, cons
             y[r] = dot_x8_legacy_vbmi(TYPE, &ix, row, xp, aux, W->n_cols);                         \
     }
 SLM_MATVEC_VBMI(matvec_vbmi_q8_0, SLM_TYPE_Q8_0)
-SLM_MATVEC_VBMI(matvec_vbmi_q4_0, SLM_TYPE_Q4_0)
 SLM_MATVEC_VBMI(matvec_vbmi_q4_1, SLM_TYPE_Q4_1)
 SLM_MATVEC_VBMI(matvec_vbmi_q5_0, SLM_TYPE_Q5_0)
 SLM_MATVEC_VBMI(matvec_vbmi_q5_1, SLM_TYPE_Q5_1)
@@ -648,8 +646,6 @@ static matvec_x8_fn matvec_x8_for(uint32_t type) {
         switch (type) {
         case SLM_TYPE_Q8_0:
             return matvec_vbmi_q8_0;
-        case SLM_TYPE_Q4_0:
-            return matvec_vbmi_q4_0;
         case SLM_TYPE_Q4_1:
             return matvec_vbmi_q4_1;
         case SLM_TYPE_Q5_0:
@@ -663,8 +659,6 @@ static matvec_x8_fn matvec_x8_for(uint32_t type) {
     switch (type) {
     case SLM_TYPE_Q8_0:
         return matvec_q8_0;
-    case SLM_TYPE_Q4_0:
-        return matvec_q4_0;
     case SLM_TYPE_Q4_1:
         return matvec_q4_1;
     case SLM_TYPE_Q5_0:
@@ -691,7 +685,6 @@ typedef void (*pack_fn)(const uint8_t *row, int64_t n, uint8_t *out);
         }                                                                                          \
     }
 SLM_PACK_X8(pack_q8_0, SLM_TYPE_Q8_0)
-SLM_PACK_X8(pack_q4_0, SLM_TYPE_Q4_0)
 SLM_PACK_X8(pack_q4_1, SLM_TYPE_Q4_1)
 SLM_PACK_X8(pack_q5_0, SLM_TYPE_Q5_0)
 SLM_PACK_X8(pack_q5_1, SLM_TYPE_Q5_1)
@@ -701,8 +694,6 @@ static pack_fn pack_x8_for(uint32_t type) {
     switch (type) {
     case SLM_TYPE_Q8_0:
         return pack_q8_0;
-    case SLM_TYPE_Q4_0:
-        return pack_q4_0;
     case SLM_TYPE_Q4_1:
         return pack_q4_1;
     case SLM_TYPE_Q5_0:
@@ -858,6 +849,213 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
     }
     gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, w_row, x_tok, np, quantize_xp,
                 pack_x8_for(W->type), TILE_X8[x8_has_min(W->type)]);
+}
+
+/* ---- q4_0 in quads: four blocks per step, each lane summing 8 elements -----
+ * The pair scheme above gives every 32-block 8 lanes of 4 elements, so each
+ * (row, token) pays a convert, a multiply and an FMA per 64 elements. For
+ * q4_0 the four blocks of a quad (128 elements, 72 bytes) are arranged as
+ * two registers instead: A holds elements 0-15 of each block (the low
+ * nibbles of its 16 code bytes), B elements 16-31 (the high nibbles), block
+ * j in bytes 16j..16j+15 of both. A lane then covers elements 4i..4i+3 and
+ * 16+4i..16+4i+3 of one block (4 lanes per block), its exact integer sum is
+ * two chained vpdpbusd, and the float step (convert, scale d_w * d_x, FMA)
+ * runs once per 128 elements: 5 operations per (row, token, quad) instead of
+ * 8 in the prefill tiles, and the codes of four blocks come from one load
+ * and three inserts in decode. Per lane:
+ *    acc = fma(float(sum over its 8 elements of (q - 8) * c), d_w * d_x, acc)
+ * quads in order, then one horizontal sum; decode (raw blocks in registers,
+ * the token side prepared with the offset folded in, as dot_x8_row does)
+ * and prefill (rows packed into L1, tokens as unsigned c + 128) compute the
+ * same integers and the same float operations, so a token gets the same
+ * bits either way. A row whose block count is not a multiple of 4 ends in a
+ * quad read with masked loads, its missing blocks zero codes and scales (the
+ * token side has zero codes and d_x there). */
+#define Q4Q_RAW 72  /* four q4_0 blocks */
+#define Q4Q_XP 192  /* token, prefill: A and B codes + 128, 16 lanes of d_x */
+#define Q4Q_AUX 256 /* token, decode: A and B codes, 16 lanes of init, of d_x */
+#define Q4Q_WP 256  /* row, prefill: A and B codes - 8, 16 lanes of init, of d_w */
+
+static int q4q_type(uint32_t type) {
+    return type == SLM_TYPE_Q4_0 && has_vnni();
+}
+
+/* The 64 code bytes of a quad of `have` blocks (the rest read as zero),
+ * block j in bytes 16j.. (nibbles unsplit). */
+static inline __m512i q4q_bytes(const uint8_t *raw, int have) {
+    __m128i b[4];
+    for (int j = 0; j < 4; j++)
+        b[j] = have >= 4 ? _mm_loadu_si128((const __m128i *)(const void *)(raw + 2 + 18 * j))
+                         : _mm_maskz_loadu_epi8(j < have ? 0xffff : 0, raw + 2 + 18 * j);
+    __m512i v = _mm512_castsi128_si512(b[0]);
+    v = _mm512_inserti32x4(v, b[1], 1);
+    v = _mm512_inserti32x4(v, b[2], 2);
+    return _mm512_inserti32x4(v, b[3], 3);
+}
+
+/* d_w of a quad's blocks, block j in lanes 4j..4j+3 (f16 at 18j; zero past
+ * `have`). */
+static inline __m512 q4q_scales(const uint8_t *raw, int have) {
+    static const uint16_t words[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
+    const __m512i idx = _mm512_loadu_si512(words);
+    const __m512i v = have >= 4 ? _mm512_loadu_si512(raw)
+                                : _mm512_maskz_loadu_epi8(((__mmask64)1 << (18 * have)) - 1, raw);
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, v)));
+}
+
+/* x (n a multiple of 32) into ceil(n / 128) quads (Q4Q_XP bytes each). */
+static void quantize_xq(const float *x, int64_t n, uint8_t *out) {
+    const int64_t nb = n / 32, nq = (nb + 3) / 4;
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    for (int64_t q = 0; q < nq; q++) {
+        uint8_t *o = out + q * Q4Q_XP;
+        float *dx = (float *)(void *)(o + 128);
+        for (int j = 0; j < 4; j++) {
+            const int64_t b = 4 * q + j;
+            float db = 0.0f;
+            if (b < nb) {
+                __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+                __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
+                float amax = _mm512_reduce_max_ps(a);
+                db = amax / 127.0f;
+                __m512 vi = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+                /* round to nearest even (the default MXCSR mode), |code| <= 127 */
+                __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vi));
+                __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vi));
+                _mm_storeu_si128((__m128i *)(void *)(o + 16 * j),
+                                 _mm_xor_si128(_mm512_cvtepi32_epi8(i0), flip));
+                _mm_storeu_si128((__m128i *)(void *)(o + 64 + 16 * j),
+                                 _mm_xor_si128(_mm512_cvtepi32_epi8(i1), flip));
+            } else {
+                memset(o + 16 * j, 0x80, 16);
+                memset(o + 64 + 16 * j, 0x80, 16);
+            }
+            for (int k = 0; k < 4; k++) dx[4 * j + k] = db;
+        }
+    }
+}
+
+/* The decode side of a quantized token: signed codes A and B, init = -8 *
+ * (each lane's sum of its 8 codes), d_x. */
+static void q4q_aux(const uint8_t *xq, int64_t n, uint8_t *aux) {
+    const int64_t nq = (n / 32 + 3) / 4;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), one = _mm512_set1_epi8(1);
+    for (int64_t q = 0; q < nq; q++, xq += Q4Q_XP, aux += Q4Q_AUX) {
+        __m512i a = _mm512_xor_si512(_mm512_loadu_si512(xq), flip);
+        __m512i b = _mm512_xor_si512(_mm512_loadu_si512(xq + 64), flip);
+        __m512i ls =
+            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), one, a), one, b);
+        _mm512_storeu_si512(aux, a);
+        _mm512_storeu_si512(aux + 64, b);
+        _mm512_storeu_si512(aux + 128, _mm512_mullo_epi32(ls, _mm512_set1_epi32(-8)));
+        memcpy(aux + 192, xq + 128, 64);
+    }
+}
+
+/* One quad of decode (`have` blocks, the rest zero). */
+static inline __attribute__((always_inline)) __m512 q4q_step(const uint8_t *raw, int have,
+                                                             const uint8_t *aux, __m512 acc) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i v = q4q_bytes(raw, have);
+    const __m512i lo = _mm512_and_si512(v, low4);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+    __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + 128), lo, _mm512_loadu_si512(aux));
+    s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512(aux + 64));
+    const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(aux + 192));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(q4q_scales(raw, have), dx), acc);
+}
+
+static inline __attribute__((always_inline)) float q4q_dot(const uint8_t *row, const uint8_t *aux,
+                                                           int64_t n) {
+    const int64_t nb = n / 32, full = nb / 4;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t q = 0; q < full; q++, row += Q4Q_RAW, aux += Q4Q_AUX) {
+        /* a quad is longer than a line: two prefetches, or every ninth line
+         * would come in on demand */
+        _mm_prefetch((const char *)row + DECODE_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)row + DECODE_PREFETCH + 64, _MM_HINT_T0);
+        acc = q4q_step(row, 4, aux, acc);
+    }
+    if (nb % 4) acc = q4q_step(row, (int)(nb % 4), aux, acc);
+    return _mm512_reduce_add_ps(acc);
+}
+
+static void q4q_matvec(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *aux, float *y) {
+    const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
+    for (int64_t r = r0; r < r1; r++, row += W->row_bytes) y[r] = q4q_dot(row, aux, W->n_cols);
+}
+
+/* A row's quads for the prefill tiles (Q4Q_WP bytes each). */
+static void q4q_pack(const uint8_t *row, int64_t n, uint8_t *out) {
+    const int64_t nb = n / 32, nq = (nb + 3) / 4;
+    const __m512i low4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+    const __m512i hbit = _mm512_set1_epi8((char)0x80);
+    for (int64_t q = 0; q < nq; q++, row += Q4Q_RAW, out += Q4Q_WP) {
+        const int have = nb - 4 * q >= 4 ? 4 : (int)(nb - 4 * q);
+        const __m512i v = q4q_bytes(row, have);
+        const __m512i a = _mm512_sub_epi8(_mm512_and_si512(v, low4), eight);
+        const __m512i b = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4), eight);
+        const __m512i ws =
+            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hbit, a), hbit, b);
+        _mm512_storeu_si512(out, a);
+        _mm512_storeu_si512(out + 64, b);
+        _mm512_storeu_si512(out + 128, _mm512_sub_epi32(_mm512_setzero_si512(), ws));
+        _mm512_storeu_ps((float *)(void *)(out + 192), q4q_scales(row, have));
+    }
+}
+
+/* out[r * T + t] = row r . token t over nq quads (see tile_x8). */
+static inline __attribute__((always_inline)) void tile_q4q(const uint8_t *wp, size_t w_row,
+                                                           const uint8_t *xp, size_t x_tok,
+                                                           int64_t nq, float *out, const int R,
+                                                           const int T, const int unused) {
+    (void)unused;
+    __m512 acc[X8_ROWS][X8_TOKS];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t q = 0; q < nq; q++, wp += Q4Q_WP, xp += Q4Q_XP) {
+        __m512i xa[X8_TOKS], xb[X8_TOKS];
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+            xa[t] = _mm512_loadu_si512(xp + (size_t)t * x_tok);
+            xb[t] = _mm512_loadu_si512(xp + (size_t)t * x_tok + 64);
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *wq = wp + (size_t)r * w_row;
+            const __m512i a = _mm512_loadu_si512(wq), b = _mm512_loadu_si512(wq + 64);
+            const __m512i init = _mm512_loadu_si512(wq + 128);
+            const __m512 s = _mm512_loadu_ps((const float *)(const void *)(wq + 192));
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                __m512i i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, xa[t], a), xb[t], b);
+                __m512 dx =
+                    _mm512_loadu_ps((const float *)(const void *)(xp + (size_t)t * x_tok + 128));
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(s, dx), acc[r][t]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] =
+            _mm512_reduce_add_ps(acc[r][t]);
+}
+
+SLM_TILE_FNS_ALL(tile_q4q, tile_q4q_a, tile_q4q_b)
+/* [unused flag][rows - 1][tokens - 1] */
+static const tile_fn TILE_Q4Q[2][X8_ROWS][X8_TOKS] = SLM_TILE_TABLE(tile_q4q_a, tile_q4q_b);
+
+static void matmul_rows_q4q(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
+                            int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                            float *scratch) {
+    const int64_t n = W->n_cols, nq = (n / 32 + 3) / 4;
+    const size_t w_row = (size_t)nq * Q4Q_WP, x_tok = (size_t)nq * Q4Q_XP;
+    uint8_t *xq = (uint8_t *)scratch;
+    if (n_tok == 1) {
+        quantize_xq(X, n, xq);
+        q4q_aux(xq, n, xq + x_tok);
+        q4q_matvec(W, r0, r1, xq + x_tok, Y);
+        return;
+    }
+    gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, w_row, x_tok, nq, quantize_xq,
+                q4q_pack, TILE_Q4Q[0]);
 }
 
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
@@ -1480,7 +1678,7 @@ static void matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float
 
 /* int8_activations: the block length of matmul_rows' 8-bit activations. */
 static int avx512_int8_block(uint32_t type) {
-    return k8_type(type) ? 256 : x8_type(type) ? 32 : 0;
+    return k8_type(type) ? 256 : x8_type(type) || q4q_type(type) ? 32 : 0;
 }
 
 static void avx512_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
@@ -1488,6 +1686,8 @@ static void avx512_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, cons
                                float *scratch) {
     if (k8_type(W->type))
         matmul_rows_k8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
+    else if (q4q_type(W->type))
+        matmul_rows_q4q(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
     else if (x8_type(W->type))
         matmul_rows_x8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
     else if (n_tok == 1)

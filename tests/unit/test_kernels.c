@@ -521,6 +521,9 @@ int main(void) {
             /* Longer than a GEMM column block (avx512: 2048) with a ragged
              * tail: accumulators carried across blocks. */
             if (bs == 1) test_matmul_type(pv, pools, t, 4500);
+            /* 32-blocks: several whole 4-block groups (avx512 q4_0 works in
+             * quads of blocks) and one block over. */
+            if (bs == 32) test_matmul_type(pv, pools, t, 13 * 32);
             test_matmul_many_tokens(pv, pools, t, bs == 1 ? 77 : 3 * (int64_t)bs);
             test_matmul_batch_sizes(pv, pools, t, bs == 1 ? 45 : (bs == 32 ? 5 : 2) * (int64_t)bs);
         }
