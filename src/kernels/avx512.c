@@ -242,8 +242,8 @@ static const gemm_fn GEMM[3][4][3] = {AVX512_GEMM_TABLE(gemm), AVX512_GEMM_TABLE
 #define AVX512_COL_BLOCK 2048
 
 /* ---- 8-bit activations: an int8 GEMM for the legacy block types (VNNI) -----
- * (q8_0, q4_1, q5_0, q5_1; q4_0 works in quads of blocks and the k-quants per
- * super-block, both below.)
+ * (q4_1, q5_0, q5_1; q4_0 and q8_0 work in quads of blocks and the k-quants
+ * per super-block, both below.)
  * Each token's x is quantized once per matmul call (per thread: each thread
  * quantizes the same x the same way, so the result does not depend on the
  * thread count) into blocks of 32: int8 codes c = round(x / d_x) with
@@ -358,8 +358,6 @@ static inline __m256i bit4_32(const uint8_t *p) {
 
 static inline size_t legacy_block_bytes(uint32_t type) {
     switch (type) {
-    case SLM_TYPE_Q8_0:
-        return 34;
     case SLM_TYPE_Q5_0:
         return 22;
     case SLM_TYPE_Q4_1:
@@ -374,8 +372,6 @@ static inline __m256i legacy_codes(uint32_t type, const uint8_t *blk, float *d, 
     *d = half_to_f32(blk);
     *m = 0.0f;
     switch (type) {
-    case SLM_TYPE_Q8_0:
-        return _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
     case SLM_TYPE_Q5_0:
         return _mm256_or_si256(nib32(blk + 6), bit4_32(blk + 2));
     case SLM_TYPE_Q4_1:
@@ -432,8 +428,7 @@ static inline __attribute__((always_inline)) wpair decode_pair(uint32_t type, co
 /* Decode needs fewer operations per pair when the token side carries more:
  * `aux` holds per pair the signed codes c and -offset * (each lane's sum of
  * its 4 codes), computed once per call for all rows. Then each lane's
- * sum((q - offset) * c) is one vpdpbusd of the unsigned stored codes q
- * (every type but q8_0, whose codes are signed: |w| . sign(c, w)). */
+ * sum((q - offset) * c) is one vpdpbusd of the unsigned stored codes q. */
 static inline __attribute__((always_inline)) float
 dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
     /* the legacy types without VBMI (k-quants: the k8 kernels below) */
@@ -442,19 +437,10 @@ dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     for (int64_t p = 0; p < np; p++) {
         const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
-        const char *ahead = (const char *)row + (size_t)p * 2 * legacy_block_bytes(type);
-        _mm_prefetch(ahead + DECODE_PREFETCH, _MM_HINT_T0);
-        /* a q8_0 pair (68 bytes) is longer than a line */
-        if (type == SLM_TYPE_Q8_0) _mm_prefetch(ahead + DECODE_PREFETCH + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)row + (size_t)p * 2 * legacy_block_bytes(type) + DECODE_PREFETCH,
+                     _MM_HINT_T0);
         wpair wp = legacy_pair(type, row, p, nb);
-        __m512i c = _mm512_loadu_si512(aq), q;
-        if (type == SLM_TYPE_Q8_0) {
-            q = _mm512_dpbusd_epi32(
-                _mm512_setzero_si512(), _mm512_abs_epi8(wp.w),
-                _mm512_mask_sub_epi8(c, _mm512_movepi8_mask(wp.w), _mm512_setzero_si512(), c));
-        } else {
-            q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), wp.w, c);
-        }
+        __m512i q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), wp.w, _mm512_loadu_si512(aq));
         __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
         __m512 dxs = hm ? _mm512_loadu_ps((const float *)(const void *)(xq + 128)) : dx;
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(wp.s, dx), acc);
@@ -484,7 +470,6 @@ typedef void (*matvec_x8_fn)(const slm_matrix *W, int64_t r0, int64_t r1, const 
         for (int64_t r = r0; r < r1; r++, row += W->row_bytes)                                     \
             y[r] = dot_x8_row(TYPE, row, xp, aux, W->n_cols);                                      \
     }
-SLM_MATVEC_X8(matvec_q8_0, SLM_TYPE_Q8_0)
 SLM_MATVEC_X8(matvec_q4_1, SLM_TYPE_Q4_1)
 SLM_MATVEC_X8(matvec_q5_0, SLM_TYPE_Q5_0)
 SLM_MATVEC_X8(matvec_q5_1, SLM_TYPE_Q5_1)
@@ -493,7 +478,7 @@ SLM_MATVEC_X8(matvec_q5_1, SLM_TYPE_Q5_1)
 /* ---- decode with VBMI: legacy types -----------------------------------------
  * The same per-pair values and step as legacy_pair + dot_x8_row (so the same
  * bits as the prefill path) in fewer instructions: both blocks of a pair come
- * in one (masked) 64-byte load (two for q8_0), vpermb puts their codes in
+ * in one masked 64-byte load, vpermb puts their codes in
  * place and vpermw their f16 scales (and minimums). One row at a time, with
  * a software prefetch DECODE_PREFETCH bytes ahead: decode is one sequential
  * stream, and the hardware prefetchers alone left it at 7-11 GB/s per core
@@ -524,8 +509,6 @@ typedef struct legacy_layout {
 
 static inline legacy_layout legacy_layout_of(uint32_t type) {
     switch (type) {
-    case SLM_TYPE_Q8_0:
-        return (legacy_layout){34, -1, -1, 2};
     case SLM_TYPE_Q5_0:
         return (legacy_layout){22, -1, 2, 6};
     case SLM_TYPE_Q4_1:
@@ -542,14 +525,12 @@ typedef struct legacy_idx {
 
 static legacy_idx legacy_idx_of(uint32_t type) {
     const legacy_layout L = legacy_layout_of(type);
-    const int nib = type != SLM_TYPE_Q8_0;
-    /* codes: 4-bit types repeat each block's 16 code bytes (low nibbles for
-     * elements 0-15, high for 16-31); q8_0 takes 32 bytes per block (bytes
-     * 64-67 come from a second load) */
+    /* codes: each block's 16 code bytes twice (low nibbles for elements
+     * 0-15, high for 16-31) */
     uint8_t ci[64];
     for (int k = 0; k < 64; k++) {
         const int blk = k / 32, e = k % 32;
-        ci[k] = (uint8_t)(blk * L.bytes + L.qs + (nib ? e % 16 : e));
+        ci[k] = (uint8_t)(blk * L.bytes + L.qs + e % 16);
     }
     /* words: d of block 0 in words 0-7, of block 1 in 8-15; minimums likewise */
     uint16_t di[32], mi[32];
@@ -569,7 +550,7 @@ dot_x8_legacy_vbmi(uint32_t type, const legacy_idx *ix, const uint8_t *row, cons
                    const uint8_t *aux, int64_t n) {
     const legacy_layout L = legacy_layout_of(type);
     const int64_t nb = n / 32, np = (nb + 1) / 2;
-    const int q8 = type == SLM_TYPE_Q8_0, hm = L.m >= 0;
+    const int hm = L.m >= 0;
     const __m512i shift = _mm512_setr_epi64(0, 0, 0x0004000400040004LL, 0x0004000400040004LL, 0, 0,
                                             0x0004000400040004LL, 0x0004000400040004LL);
     const __m512i low4 = _mm512_set1_epi8(0x0f);
@@ -580,41 +561,24 @@ dot_x8_legacy_vbmi(uint32_t type, const legacy_idx *ix, const uint8_t *row, cons
         const uint8_t *blk = row + (size_t)(2 * p) * (size_t)L.bytes;
         const int two = 2 * p + 1 < nb;
         _mm_prefetch((const char *)blk + DECODE_PREFETCH, _MM_HINT_T0);
-        /* a q8_0 pair (68 bytes) is longer than a line: without a second
-         * prefetch every 17th line came in on demand */
-        if (2 * L.bytes > 64) _mm_prefetch((const char *)blk + DECODE_PREFETCH + 64, _MM_HINT_T0);
         /* a lone last block: the second one reads as zero codes and scales,
-         * as legacy_pair makes it */
-        const __m512i v = two && 2 * L.bytes >= 64 ? _mm512_loadu_si512(blk)
-                          : two ? _mm512_maskz_loadu_epi8(one | one << L.bytes, blk)
-                                : _mm512_maskz_loadu_epi8(one, blk);
-        __m512i w;
-        if (q8) {
-            const __m512i v1 =
-                two ? _mm512_maskz_loadu_epi8((__mmask64)0xf, blk + 64) : _mm512_setzero_si512();
-            w = _mm512_permutex2var_epi8(v, ix->codes, v1);
-        } else {
-            w = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi8(ix->codes, v), shift),
-                                 low4);
-            if (L.qh >= 0) {
-                uint32_t h0, h1 = 0;
-                memcpy(&h0, blk + L.qh, 4);
-                if (two) memcpy(&h1, blk + L.bytes + L.qh, 4);
-                w = _mm512_or_si512(
-                    w, _mm512_maskz_set1_epi8((__mmask64)h0 | (__mmask64)h1 << 32, 0x10));
-            }
+         * as legacy_pair makes it (a pair is at most 48 bytes) */
+        const __m512i v = two ? _mm512_maskz_loadu_epi8(one | one << L.bytes, blk)
+                              : _mm512_maskz_loadu_epi8(one, blk);
+        __m512i w =
+            _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi8(ix->codes, v), shift), low4);
+        if (L.qh >= 0) {
+            uint32_t h0, h1 = 0;
+            memcpy(&h0, blk + L.qh, 4);
+            if (two) memcpy(&h1, blk + L.bytes + L.qh, 4);
+            w = _mm512_or_si512(w,
+                                _mm512_maskz_set1_epi8((__mmask64)h0 | (__mmask64)h1 << 32, 0x10));
         }
         const __m512 s =
             _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(ix->d, v)));
         const __m512i c = _mm512_loadu_si512(aq);
         const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
-        __m512i q;
-        if (q8)
-            q = _mm512_dpbusd_epi32(
-                _mm512_setzero_si512(), _mm512_abs_epi8(w),
-                _mm512_mask_sub_epi8(c, _mm512_movepi8_mask(w), _mm512_setzero_si512(), c));
-        else
-            q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), w, c);
+        const __m512i q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), w, c);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(s, dx), acc);
         if (hm) {
             const __m512 mn = _mm512_cvtph_ps(_mm512_castsi512_si256(
@@ -634,7 +598,6 @@ dot_x8_legacy_vbmi(uint32_t type, const legacy_idx *ix, const uint8_t *row, cons
         for (int64_t r = r0; r < r1; r++, row += W->row_bytes)                                     \
             y[r] = dot_x8_legacy_vbmi(TYPE, &ix, row, xp, aux, W->n_cols);                         \
     }
-SLM_MATVEC_VBMI(matvec_vbmi_q8_0, SLM_TYPE_Q8_0)
 SLM_MATVEC_VBMI(matvec_vbmi_q4_1, SLM_TYPE_Q4_1)
 SLM_MATVEC_VBMI(matvec_vbmi_q5_0, SLM_TYPE_Q5_0)
 SLM_MATVEC_VBMI(matvec_vbmi_q5_1, SLM_TYPE_Q5_1)
@@ -644,8 +607,6 @@ SLM_MATVEC_VBMI(matvec_vbmi_q5_1, SLM_TYPE_Q5_1)
 static matvec_x8_fn matvec_x8_for(uint32_t type) {
     if (has_vbmi()) {
         switch (type) {
-        case SLM_TYPE_Q8_0:
-            return matvec_vbmi_q8_0;
         case SLM_TYPE_Q4_1:
             return matvec_vbmi_q4_1;
         case SLM_TYPE_Q5_0:
@@ -657,8 +618,6 @@ static matvec_x8_fn matvec_x8_for(uint32_t type) {
         }
     }
     switch (type) {
-    case SLM_TYPE_Q8_0:
-        return matvec_q8_0;
     case SLM_TYPE_Q4_1:
         return matvec_q4_1;
     case SLM_TYPE_Q5_0:
@@ -684,7 +643,6 @@ typedef void (*pack_fn)(const uint8_t *row, int64_t n, uint8_t *out);
             _mm512_storeu_ps((float *)(void *)(out + 192), wp.m);                                  \
         }                                                                                          \
     }
-SLM_PACK_X8(pack_q8_0, SLM_TYPE_Q8_0)
 SLM_PACK_X8(pack_q4_1, SLM_TYPE_Q4_1)
 SLM_PACK_X8(pack_q5_0, SLM_TYPE_Q5_0)
 SLM_PACK_X8(pack_q5_1, SLM_TYPE_Q5_1)
@@ -692,8 +650,6 @@ SLM_PACK_X8(pack_q5_1, SLM_TYPE_Q5_1)
 
 static pack_fn pack_x8_for(uint32_t type) {
     switch (type) {
-    case SLM_TYPE_Q8_0:
-        return pack_q8_0;
     case SLM_TYPE_Q4_1:
         return pack_q4_1;
     case SLM_TYPE_Q5_0:
@@ -851,33 +807,44 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
                 pack_x8_for(W->type), TILE_X8[x8_has_min(W->type)]);
 }
 
-/* ---- q4_0 in quads: four blocks per step, each lane summing 8 elements -----
+/* ---- q4_0 and q8_0 in quads: four blocks per step, lanes of 8 elements ----
  * The pair scheme above gives every 32-block 8 lanes of 4 elements, so each
  * (row, token) pays a convert, a multiply and an FMA per 64 elements. For
- * q4_0 the four blocks of a quad (128 elements, 72 bytes) are arranged as
- * two registers instead: A holds elements 0-15 of each block (the low
- * nibbles of its 16 code bytes), B elements 16-31 (the high nibbles), block
- * j in bytes 16j..16j+15 of both. A lane then covers elements 4i..4i+3 and
- * 16+4i..16+4i+3 of one block (4 lanes per block), its exact integer sum is
- * two chained vpdpbusd, and the float step (convert, scale d_w * d_x, FMA)
- * runs once per 128 elements: 5 operations per (row, token, quad) instead of
- * 8 in the prefill tiles, and the codes of four blocks come from one load
- * and three inserts in decode. Per lane:
- *    acc = fma(float(sum over its 8 elements of (q - 8) * c), d_w * d_x, acc)
- * quads in order, then one horizontal sum; decode (raw blocks in registers,
- * the token side prepared with the offset folded in, as dot_x8_row does)
- * and prefill (rows packed into L1, tokens as unsigned c + 128) compute the
- * same integers and the same float operations, so a token gets the same
- * bits either way. A row whose block count is not a multiple of 4 ends in a
- * quad read with masked loads, its missing blocks zero codes and scales (the
- * token side has zero codes and d_x there). */
+ * q4_0 and q8_0 the four blocks of a quad (128 elements; 72 or 136 bytes)
+ * are arranged as two registers instead: A holds elements 0-15 of each block
+ * (q4_0: the low nibbles of its 16 code bytes), B elements 16-31 (the high
+ * nibbles), block j in bytes 16j..16j+15 of both. A lane then covers
+ * elements 4i..4i+3 and 16+4i..16+4i+3 of one block (4 lanes per block), its
+ * exact integer sum is two chained vpdpbusd, and the float step (convert,
+ * scale d_w * d_x, FMA) runs once per 128 elements: 5 operations per (row,
+ * token, quad) instead of 8 in the prefill tiles. Per lane:
+ *    acc = fma(float(sum over its 8 elements of w * c), d_w * d_x, acc)
+ * quads in order, then one horizontal sum. Decode takes the unsigned codes
+ * u = w + offset (q4_0's stored nibbles, offset 8; q8_0's codes with the
+ * sign bit flipped, offset 128) straight from the row with the offset folded
+ * into the token side (as dot_x8_row does); prefill packs rows as signed w
+ * into L1 and tokens as unsigned c + 128. Both compute the same integers and
+ * the same float operations, so a token gets the same bits either way. A row
+ * whose block count is not a multiple of 4 ends in a quad read with masked
+ * loads, its missing blocks zero codes and scales (the token side has zero
+ * codes and d_x there). */
 #define Q4Q_RAW 72  /* four q4_0 blocks */
 #define Q4Q_XP 192  /* token, prefill: A and B codes + 128, 16 lanes of d_x */
 #define Q4Q_AUX 256 /* token, decode: A and B codes, 16 lanes of init, of d_x */
-#define Q4Q_WP 256  /* row, prefill: A and B codes - 8, 16 lanes of init, of d_w */
+#define Q4Q_WP 256  /* row, prefill: A and B codes w, 16 lanes of init, of d_w */
 
 static int q4q_type(uint32_t type) {
-    return type == SLM_TYPE_Q4_0 && has_vnni();
+    return (type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q8_0) && has_vnni();
+}
+
+/* Bytes of a quad (four blocks) and the offset of the unsigned codes u = w
+ * + offset used in decode: q4_0 stores q = w + 8; q8_0 codes are flipped to
+ * w + 128. */
+static inline size_t q4q_raw(uint32_t type) {
+    return type == SLM_TYPE_Q8_0 ? 136 : Q4Q_RAW;
+}
+static inline int q4q_off(uint32_t type) {
+    return type == SLM_TYPE_Q8_0 ? 128 : 8;
 }
 
 /* The 64 code bytes of a quad of `have` blocks (the rest read as zero),
@@ -893,14 +860,52 @@ static inline __m512i q4q_bytes(const uint8_t *raw, int have) {
     return _mm512_inserti32x4(v, b[3], 3);
 }
 
-/* d_w of a quad's blocks, block j in lanes 4j..4j+3 (f16 at 18j; zero past
- * `have`). */
-static inline __m512 q4q_scales(const uint8_t *raw, int have) {
-    static const uint16_t words[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
+/* d_w of a quad's blocks, block j in lanes 4j..4j+3 (f16 at the start of
+ * each block; zero past `have`). */
+static inline __m512 q4q_scales(uint32_t type, const uint8_t *raw, int have) {
+    if (type != SLM_TYPE_Q8_0) {
+        static const uint16_t words[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
+        const __m512i idx = _mm512_loadu_si512(words);
+        const __m512i v = have >= 4
+                              ? _mm512_loadu_si512(raw)
+                              : _mm512_maskz_loadu_epi8(((__mmask64)1 << (18 * have)) - 1, raw);
+        return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, v)));
+    }
+    static const uint16_t words[32] = {0, 0, 0, 0, 17, 17, 17, 17, 34, 34, 34, 34, 51, 51, 51, 51};
     const __m512i idx = _mm512_loadu_si512(words);
-    const __m512i v = have >= 4 ? _mm512_loadu_si512(raw)
-                                : _mm512_maskz_loadu_epi8(((__mmask64)1 << (18 * have)) - 1, raw);
-    return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, v)));
+    __m512i v0, v1;
+    if (have >= 4) {
+        v0 = _mm512_loadu_si512(raw);
+        v1 = _mm512_loadu_si512(raw + 64);
+    } else {
+        const int bytes = 34 * have;
+        v0 =
+            _mm512_maskz_loadu_epi8(bytes >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << bytes) - 1, raw);
+        v1 = _mm512_maskz_loadu_epi8(bytes > 64 ? ((__mmask64)1 << (bytes - 64)) - 1 : 0, raw + 64);
+    }
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(v0, idx, v1)));
+}
+
+/* A quad's unsigned codes u = w + q4q_off(type) as the two registers A
+ * (elements 0-15 of each block) and B (16-31), block j in bytes 16j..;
+ * blocks past `have` read as zero bytes. */
+static inline __attribute__((always_inline)) void q4q_codes(uint32_t type, const uint8_t *raw,
+                                                            int have, __m512i *a, __m512i *b) {
+    if (type != SLM_TYPE_Q8_0) {
+        const __m512i low4 = _mm512_set1_epi8(0x0f), v = q4q_bytes(raw, have);
+        *a = _mm512_and_si512(v, low4);
+        *b = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        return;
+    }
+    __m256i y[4];
+    for (int j = 0; j < 4; j++)
+        y[j] = have >= 4 ? _mm256_loadu_si256((const __m256i *)(const void *)(raw + 2 + 34 * j))
+                         : _mm256_maskz_loadu_epi8(j < have ? ~0u : 0u, raw + 2 + 34 * j);
+    const __m512i z01 = _mm512_inserti64x4(_mm512_castsi256_si512(y[0]), y[1], 1);
+    const __m512i z23 = _mm512_inserti64x4(_mm512_castsi256_si512(y[2]), y[3], 1);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    *a = _mm512_xor_si512(_mm512_shuffle_i64x2(z01, z23, _MM_SHUFFLE(2, 0, 2, 0)), flip);
+    *b = _mm512_xor_si512(_mm512_shuffle_i64x2(z01, z23, _MM_SHUFFLE(3, 1, 3, 1)), flip);
 }
 
 /* x (n a multiple of 32) into ceil(n / 128) quads (Q4Q_XP bytes each). */
@@ -936,9 +941,9 @@ static void quantize_xq(const float *x, int64_t n, uint8_t *out) {
     }
 }
 
-/* The decode side of a quantized token: signed codes A and B, init = -8 *
- * (each lane's sum of its 8 codes), d_x. */
-static void q4q_aux(const uint8_t *xq, int64_t n, uint8_t *aux) {
+/* The decode side of a quantized token: signed codes A and B, init = -offset
+ * * (each lane's sum of its 8 codes), d_x. */
+static void q4q_aux(const uint8_t *xq, int64_t n, int offset, uint8_t *aux) {
     const int64_t nq = (n / 32 + 3) / 4;
     const __m512i flip = _mm512_set1_epi8((char)0x80), one = _mm512_set1_epi8(1);
     for (int64_t q = 0; q < nq; q++, xq += Q4Q_XP, aux += Q4Q_AUX) {
@@ -948,61 +953,74 @@ static void q4q_aux(const uint8_t *xq, int64_t n, uint8_t *aux) {
             _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), one, a), one, b);
         _mm512_storeu_si512(aux, a);
         _mm512_storeu_si512(aux + 64, b);
-        _mm512_storeu_si512(aux + 128, _mm512_mullo_epi32(ls, _mm512_set1_epi32(-8)));
+        _mm512_storeu_si512(aux + 128, _mm512_mullo_epi32(ls, _mm512_set1_epi32(-offset)));
         memcpy(aux + 192, xq + 128, 64);
     }
 }
 
 /* One quad of decode (`have` blocks, the rest zero). */
-static inline __attribute__((always_inline)) __m512 q4q_step(const uint8_t *raw, int have,
-                                                             const uint8_t *aux, __m512 acc) {
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
-    const __m512i v = q4q_bytes(raw, have);
-    const __m512i lo = _mm512_and_si512(v, low4);
-    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-    __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + 128), lo, _mm512_loadu_si512(aux));
-    s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512(aux + 64));
+static inline __attribute__((always_inline)) __m512
+q4q_step(uint32_t type, const uint8_t *raw, int have, const uint8_t *aux, __m512 acc) {
+    __m512i ua, ub;
+    q4q_codes(type, raw, have, &ua, &ub);
+    __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + 128), ua, _mm512_loadu_si512(aux));
+    s = _mm512_dpbusd_epi32(s, ub, _mm512_loadu_si512(aux + 64));
     const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(aux + 192));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(q4q_scales(raw, have), dx), acc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(q4q_scales(type, raw, have), dx),
+                           acc);
 }
 
-static inline __attribute__((always_inline)) float q4q_dot(const uint8_t *row, const uint8_t *aux,
-                                                           int64_t n) {
+static inline __attribute__((always_inline)) float q4q_dot(uint32_t type, const uint8_t *row,
+                                                           const uint8_t *aux, int64_t n) {
     const int64_t nb = n / 32, full = nb / 4;
+    const size_t raw = q4q_raw(type);
     __m512 acc = _mm512_setzero_ps();
-    for (int64_t q = 0; q < full; q++, row += Q4Q_RAW, aux += Q4Q_AUX) {
-        /* a quad is longer than a line: two prefetches, or every ninth line
-         * would come in on demand */
-        _mm_prefetch((const char *)row + DECODE_PREFETCH, _MM_HINT_T0);
-        _mm_prefetch((const char *)row + DECODE_PREFETCH + 64, _MM_HINT_T0);
-        acc = q4q_step(row, 4, aux, acc);
+    for (int64_t q = 0; q < full; q++, row += raw, aux += Q4Q_AUX) {
+        /* a quad is longer than a line: a prefetch for each line it spans,
+         * or some lines come in on demand (one prefetch per 72-byte q4_0
+         * quad left every ninth, and decode was slower than with pairs) */
+        for (size_t k = 0; k < raw; k += 64)
+            _mm_prefetch((const char *)row + DECODE_PREFETCH + k, _MM_HINT_T0);
+        acc = q4q_step(type, row, 4, aux, acc);
     }
-    if (nb % 4) acc = q4q_step(row, (int)(nb % 4), aux, acc);
+    if (nb % 4) acc = q4q_step(type, row, (int)(nb % 4), aux, acc);
     return _mm512_reduce_add_ps(acc);
 }
 
-static void q4q_matvec(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *aux, float *y) {
-    const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
-    for (int64_t r = r0; r < r1; r++, row += W->row_bytes) y[r] = q4q_dot(row, aux, W->n_cols);
-}
+#define SLM_Q4Q_MATVEC(NAME, TYPE)                                                                 \
+    static void NAME(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *aux, float *y) {  \
+        const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;                                  \
+        for (int64_t r = r0; r < r1; r++, row += W->row_bytes)                                     \
+            y[r] = q4q_dot(TYPE, row, aux, W->n_cols);                                             \
+    }
+SLM_Q4Q_MATVEC(q4q_matvec_q4_0, SLM_TYPE_Q4_0)
+SLM_Q4Q_MATVEC(q4q_matvec_q8_0, SLM_TYPE_Q8_0)
+#undef SLM_Q4Q_MATVEC
 
-/* A row's quads for the prefill tiles (Q4Q_WP bytes each). */
-static void q4q_pack(const uint8_t *row, int64_t n, uint8_t *out) {
+/* A row's quads for the prefill tiles (Q4Q_WP bytes each): signed codes w. */
+static inline __attribute__((always_inline)) void q4q_pack(uint32_t type, const uint8_t *row,
+                                                           int64_t n, uint8_t *out) {
     const int64_t nb = n / 32, nq = (nb + 3) / 4;
-    const __m512i low4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
-    const __m512i hbit = _mm512_set1_epi8((char)0x80);
-    for (int64_t q = 0; q < nq; q++, row += Q4Q_RAW, out += Q4Q_WP) {
+    const __m512i off = _mm512_set1_epi8((char)q4q_off(type)), hbit = _mm512_set1_epi8((char)0x80);
+    for (int64_t q = 0; q < nq; q++, row += q4q_raw(type), out += Q4Q_WP) {
         const int have = nb - 4 * q >= 4 ? 4 : (int)(nb - 4 * q);
-        const __m512i v = q4q_bytes(row, have);
-        const __m512i a = _mm512_sub_epi8(_mm512_and_si512(v, low4), eight);
-        const __m512i b = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4), eight);
+        __m512i a, b;
+        q4q_codes(type, row, have, &a, &b);
+        a = _mm512_sub_epi8(a, off);
+        b = _mm512_sub_epi8(b, off);
         const __m512i ws =
             _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hbit, a), hbit, b);
         _mm512_storeu_si512(out, a);
         _mm512_storeu_si512(out + 64, b);
         _mm512_storeu_si512(out + 128, _mm512_sub_epi32(_mm512_setzero_si512(), ws));
-        _mm512_storeu_ps((float *)(void *)(out + 192), q4q_scales(row, have));
+        _mm512_storeu_ps((float *)(void *)(out + 192), q4q_scales(type, row, have));
     }
+}
+static void q4q_pack_q4_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    q4q_pack(SLM_TYPE_Q4_0, row, n, out);
+}
+static void q4q_pack_q8_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    q4q_pack(SLM_TYPE_Q8_0, row, n, out);
 }
 
 /* out[r * T + t] = row r . token t over nq quads (see tile_x8). */
@@ -1050,12 +1068,15 @@ static void matmul_rows_q4q(const slm_matrix *W, int64_t r0, int64_t r1, const f
     uint8_t *xq = (uint8_t *)scratch;
     if (n_tok == 1) {
         quantize_xq(X, n, xq);
-        q4q_aux(xq, n, xq + x_tok);
-        q4q_matvec(W, r0, r1, xq + x_tok, Y);
+        q4q_aux(xq, n, q4q_off(W->type), xq + x_tok);
+        if (W->type == SLM_TYPE_Q8_0)
+            q4q_matvec_q8_0(W, r0, r1, xq + x_tok, Y);
+        else
+            q4q_matvec_q4_0(W, r0, r1, xq + x_tok, Y);
         return;
     }
     gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, w_row, x_tok, nq, quantize_xq,
-                q4q_pack, TILE_Q4Q[0]);
+                W->type == SLM_TYPE_Q8_0 ? q4q_pack_q8_0 : q4q_pack_q4_0, TILE_Q4Q[0]);
 }
 
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
