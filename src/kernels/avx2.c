@@ -407,7 +407,8 @@ static block_dequant_fn block_dequant(uint32_t type) {
 
 /* ---- 8-bit activations (legacy block types) --------------------------------
  * The scheme of the avx512 provider's int8 path (see avx512.c), at 256 bits
- * with vpmaddubsw + vpmaddwd instead of vpdpbusd, one 32-block per register.
+ * with vpmaddubsw + vpmaddwd instead of vpdpbusd, one 32-block per register,
+ * for q8_0, q4_1, q5_0 and q5_1 (q4_0 works in pairs of blocks, below).
  * Each token's x is quantized once per matmul call into blocks of 32: codes
  * c = round(x / d_x), d_x = max|x| / 127, stored as c + 128 (unsigned), with
  * d_x and d_x * sum(c) over the block's 8 int32 lanes (each lane covers 4
@@ -482,8 +483,6 @@ static inline size_t a2_block_bytes(uint32_t type) {
     switch (type) {
     case SLM_TYPE_Q8_0:
         return 34;
-    case SLM_TYPE_Q4_0:
-        return 18;
     case SLM_TYPE_Q5_0:
         return 22;
     case SLM_TYPE_Q4_1:
@@ -507,9 +506,6 @@ static inline __attribute__((always_inline)) a2_block a2_decode(uint32_t type, c
     switch (type) {
     case SLM_TYPE_Q8_0:
         r.w = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
-        break;
-    case SLM_TYPE_Q4_0:
-        r.w = _mm256_sub_epi8(nibbles_32(blk + 2), _mm256_set1_epi8(8));
         break;
     case SLM_TYPE_Q5_0:
         r.w = _mm256_sub_epi8(_mm256_or_si256(nibbles_32(blk + 6), bits_32(blk + 2, 0x10)),
@@ -659,7 +655,6 @@ typedef void (*a2_pack_fn)(const uint8_t *row, int64_t n, uint8_t *out);
         a2_pack(TYPE, row, n, out);                                                                \
     }
 A2_TYPE(q8_0, SLM_TYPE_Q8_0)
-A2_TYPE(q4_0, SLM_TYPE_Q4_0)
 A2_TYPE(q4_1, SLM_TYPE_Q4_1)
 A2_TYPE(q5_0, SLM_TYPE_Q5_0)
 A2_TYPE(q5_1, SLM_TYPE_Q5_1)
@@ -674,7 +669,6 @@ static int a2_kernels(uint32_t type, a2_rows_fn *rows, a2_pack_fn *pack) {
         return 1;
     switch (type) {
         A2_CASE(q8_0, SLM_TYPE_Q8_0)
-        A2_CASE(q4_0, SLM_TYPE_Q4_0)
         A2_CASE(q4_1, SLM_TYPE_Q4_1)
         A2_CASE(q5_0, SLM_TYPE_Q5_0)
         A2_CASE(q5_1, SLM_TYPE_Q5_1)
@@ -689,6 +683,200 @@ static int avx2_x8_type(uint32_t type) {
     a2_pack_fn pack = NULL;
     return a2_kernels(type, &rows, &pack);
 }
+
+/* ---- q4_0 in pairs of blocks, each lane summing 8 elements of one block ----
+ * The avx512 quads (see avx512.c) at 256 bits: two blocks (64 weights) as two
+ * registers, A with elements 0-15 of each block (the low nibbles of its 16
+ * code bytes), B with elements 16-31 (the high nibbles), block j in bytes
+ * 16j..16j+15. vpmaddubsw of A and of B added as 16-bit sums (at most 2 *
+ * 255 * 8 twice: no saturation), then one vpmaddwd, give each lane the exact
+ * sum over 8 elements of one block (lanes 0-3 the first block, 4-7 the
+ * second), and the float step runs once per 64 weights instead of once per
+ * 32. Per lane:
+ *    acc = fma(float(sum over its 8 elements of (q - 8) * c), d_w * d_x, acc)
+ * pairs in order, then one horizontal sum. Decode multiplies the stored
+ * nibbles q (unsigned) with the signed activation codes and adds -8 * (the
+ * lane's code sum) from the token side; prefill packs w = q - 8 and uses c +
+ * 128 with -128 * (the lane's weight sum). Same integers, same float steps:
+ * a token gets the same bits alone and in any batch. A row with an odd block
+ * count ends in a pair whose second block is zero codes and scale (zero
+ * codes and d_x on the token side). */
+#define D2_XP 96   /* token, prefill: A and B codes + 128, 8 lanes of d_x */
+#define D2_AUX 128 /* token, decode: A and B codes, 8 lanes of init, of d_x */
+#define D2_WP 128  /* row, prefill: A and B codes q - 8, 8 lanes of init, of d_w */
+
+static int d2_type(uint32_t type) {
+    return type == SLM_TYPE_Q4_0;
+}
+
+static void d2_quantize(const float *x, int64_t n, uint8_t *out) {
+    const int64_t nb = n / 32, np = (nb + 1) / 2;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t p = 0; p < np; p++, out += D2_XP) {
+        float *dx = (float *)(void *)(out + 64);
+        for (int j = 0; j < 2; j++) {
+            const int64_t b = 2 * p + j;
+            float db = 0.0f;
+            if (b < nb) {
+                __m256 v[4], a = _mm256_setzero_ps();
+                for (int k = 0; k < 4; k++) {
+                    v[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
+                    a = _mm256_max_ps(a, _mm256_andnot_ps(sign, v[k]));
+                }
+                const float amax = hmax8(a);
+                db = amax / 127.0f;
+                const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+                __m256i q[4];
+                for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vi));
+                const __m256i c = _mm256_xor_si256(pack_codes32(q), _mm256_set1_epi8((char)0x80));
+                _mm_storeu_si128((__m128i *)(void *)(out + 16 * j), _mm256_castsi256_si128(c));
+                _mm_storeu_si128((__m128i *)(void *)(out + 32 + 16 * j),
+                                 _mm256_extracti128_si256(c, 1));
+            } else {
+                memset(out + 16 * j, 0x80, 16);
+                memset(out + 32 + 16 * j, 0x80, 16);
+            }
+            for (int k = 0; k < 4; k++) dx[4 * j + k] = db;
+        }
+    }
+}
+
+/* The decode side of a quantized token: signed codes, init = -8 * (each
+ * lane's sum of its 8 codes), d_x. */
+static void d2_aux(const uint8_t *xp, int64_t n, uint8_t *aux) {
+    const int64_t np = (n / 32 + 1) / 2;
+    const __m256i flip = _mm256_set1_epi8((char)0x80), one8 = _mm256_set1_epi8(1);
+    for (int64_t p = 0; p < np; p++, xp += D2_XP, aux += D2_AUX) {
+        const __m256i a =
+            _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xp), flip);
+        const __m256i b =
+            _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(xp + 32)), flip);
+        const __m256i ls = _mm256_madd_epi16(
+            _mm256_add_epi16(_mm256_maddubs_epi16(one8, a), _mm256_maddubs_epi16(one8, b)),
+            _mm256_set1_epi16(1));
+        _mm256_storeu_si256((__m256i *)(void *)aux, a);
+        _mm256_storeu_si256((__m256i *)(void *)(aux + 32), b);
+        _mm256_storeu_si256((__m256i *)(void *)(aux + 64),
+                            _mm256_mullo_epi32(ls, _mm256_set1_epi32(-8)));
+        memcpy(aux + 96, xp + 64, 32);
+    }
+}
+
+/* The 32 code bytes of blocks 2p and (when `two`) 2p + 1, nibbles unsplit. */
+static inline __m256i d2_bytes(const uint8_t *blk, int two) {
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
+    const __m128i hi =
+        two ? _mm_loadu_si128((const __m128i *)(const void *)(blk + 20)) : _mm_setzero_si128();
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/* d_w of the two blocks in lanes 0-3 and 4-7 (zero for a missing second). */
+static inline __m256 d2_scales(const uint8_t *blk, int two) {
+    uint16_t h0, h1 = 0;
+    memcpy(&h0, blk, 2);
+    if (two) memcpy(&h1, blk + 18, 2);
+    const __m128i h = _mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16));
+    return _mm256_cvtph_ps(
+        _mm_shuffle_epi8(h, _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3)));
+}
+
+static inline __attribute__((always_inline)) __m256 d2_step(const uint8_t *blk, int two,
+                                                            const uint8_t *aux, __m256 acc) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), v = d2_bytes(blk, two);
+    const __m256i ua = _mm256_and_si256(v, low4);
+    const __m256i ub = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    const __m256i t = _mm256_add_epi16(
+        _mm256_maddubs_epi16(ua, _mm256_loadu_si256((const __m256i *)(const void *)aux)),
+        _mm256_maddubs_epi16(ub, _mm256_loadu_si256((const __m256i *)(const void *)(aux + 32))));
+    const __m256i p =
+        _mm256_add_epi32(_mm256_madd_epi16(t, _mm256_set1_epi16(1)),
+                         _mm256_loadu_si256((const __m256i *)(const void *)(aux + 64)));
+    const __m256 dx = _mm256_loadu_ps((const float *)(const void *)(aux + 96));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(d2_scales(blk, two), dx), acc);
+}
+
+static void d2_rows(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *aux, float *y) {
+    const int64_t nb = W->n_cols / 32, full = nb / 2;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *blk = W->data + (size_t)r * W->row_bytes, *aq = aux;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t p = 0; p < full; p++, blk += 36, aq += D2_AUX) acc = d2_step(blk, 1, aq, acc);
+        if (nb % 2) acc = d2_step(blk, 0, aq, acc);
+        y[r] = hsum8(acc);
+    }
+}
+
+static void d2_pack(const uint8_t *row, int64_t n, uint8_t *out) {
+    const int64_t nb = n / 32, np = (nb + 1) / 2;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    const __m256i hbit = _mm256_set1_epi8((char)0x80);
+    for (int64_t p = 0; p < np; p++, row += 36, out += D2_WP) {
+        const int two = 2 * p + 1 < nb;
+        const __m256i v = d2_bytes(row, two);
+        const __m256i wa = _mm256_sub_epi8(_mm256_and_si256(v, low4), eight);
+        const __m256i wb = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), eight);
+        const __m256i ws = _mm256_madd_epi16(
+            _mm256_add_epi16(_mm256_maddubs_epi16(hbit, wa), _mm256_maddubs_epi16(hbit, wb)),
+            _mm256_set1_epi16(1));
+        _mm256_storeu_si256((__m256i *)(void *)out, wa);
+        _mm256_storeu_si256((__m256i *)(void *)(out + 32), wb);
+        _mm256_storeu_si256((__m256i *)(void *)(out + 64),
+                            _mm256_sub_epi32(_mm256_setzero_si256(), ws));
+        _mm256_storeu_ps((float *)(void *)(out + 96), d2_scales(row, two));
+    }
+}
+
+/* out[r * T + t] for R packed rows and T packed tokens over np pairs. */
+static inline __attribute__((always_inline)) void d2_tile(const uint8_t *wp, size_t w_row,
+                                                          const uint8_t *xp, size_t x_tok,
+                                                          int64_t np, float *out, const int R,
+                                                          const int T) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[A2_ROWS][A2_TOKS];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < np; p++, wp += D2_WP, xp += D2_XP) {
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wq = wp + (size_t)r * w_row;
+            const __m256i wa = _mm256_loadu_si256((const __m256i *)(const void *)wq);
+            const __m256i wb = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32));
+            const __m256i init = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 64));
+            const __m256 s = _mm256_loadu_ps((const float *)(const void *)(wq + 96));
+            for (int t = 0; t < T; t++) {
+                const uint8_t *xt = xp + (size_t)t * x_tok;
+                const __m256i xa = _mm256_loadu_si256((const __m256i *)(const void *)xt);
+                const __m256i xb = _mm256_loadu_si256((const __m256i *)(const void *)(xt + 32));
+                const __m256i i16 =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(xa, wa), _mm256_maddubs_epi16(xb, wb));
+                const __m256i q = _mm256_add_epi32(_mm256_madd_epi16(i16, ones), init);
+                const __m256 dx = _mm256_loadu_ps((const float *)(const void *)(xt + 64));
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_mul_ps(s, dx), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[r * T + t] = hsum8(acc[r][t]);
+}
+
+#define D2_TILE(R, T)                                                                              \
+    static void d2_tile_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,              \
+                                  size_t x_tok, int64_t np, float *out) {                          \
+        d2_tile(wp, w_row, xp, x_tok, np, out, R, T);                                              \
+    }
+D2_TILE(1, 1)
+D2_TILE(1, 2)
+D2_TILE(1, 3)
+D2_TILE(1, 4)
+D2_TILE(2, 1)
+D2_TILE(2, 2)
+D2_TILE(2, 3)
+D2_TILE(2, 4)
+#undef D2_TILE
+
+static const a2_tile_fn D2_TILES[A2_ROWS][A2_TOKS] = {
+    {d2_tile_1x1, d2_tile_1x2, d2_tile_1x3, d2_tile_1x4},
+    {d2_tile_2x1, d2_tile_2x2, d2_tile_2x3, d2_tile_2x4},
+};
 
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
  * The scheme of the avx512 provider's k8 path (see avx512.c) at 256 bits.
@@ -901,6 +1089,41 @@ static void matmul_rows_k2(const slm_matrix *W, int64_t r0, int64_t r1, const fl
     }
 }
 
+typedef void (*a2_quant_fn)(const float *x, int64_t n, uint8_t *out);
+
+/* Prefill for the 8-bit legacy paths: tokens quantized by `quant` in groups
+ * (as many as fit in the scratch after A2_ROWS packed rows, up to
+ * A2_MAX_GROUP), each group against every A2_ROWS rows packed once by
+ * `pack`, in register tiles ([rows - 1][tokens - 1]) over `len` units. */
+static void a2_gemm(const slm_matrix *W, int64_t r0, int64_t r1, const float *X, int64_t n_tok,
+                    int64_t x_stride, float *Y, int64_t y_stride, uint8_t *xq, size_t x_tok,
+                    size_t w_row, int64_t len, a2_quant_fn quant, a2_pack_fn pack,
+                    const a2_tile_fn (*tiles)[A2_TOKS]) {
+    const int64_t n = W->n_cols;
+    const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
+    int64_t group = (int64_t)((have - A2_ROWS * w_row) / x_tok);
+    if (group > A2_MAX_GROUP) group = A2_MAX_GROUP;
+    if (group > A2_TOKS) group -= group % A2_TOKS; /* whole register tiles */
+    uint8_t *wq = xq + (size_t)group * x_tok;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
+        const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
+        for (int64_t j = 0; j < g; j++) quant(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok);
+        for (int64_t rb = r0; rb < r1; rb += A2_ROWS) {
+            const int nr = (int)(r1 - rb < A2_ROWS ? r1 - rb : A2_ROWS);
+            for (int k = 0; k < nr; k++)
+                pack(W->data + (size_t)(rb + k) * W->row_bytes, n, wq + (size_t)k * w_row);
+            for (int64_t j = 0; j < g; j += A2_TOKS) {
+                const int nt = (int)(g - j < A2_TOKS ? g - j : A2_TOKS);
+                float out[A2_ROWS * A2_TOKS];
+                tiles[nr - 1][nt - 1](wq, w_row, xq + (size_t)j * x_tok, x_tok, len, out);
+                for (int k = 0; k < nr; k++)
+                    for (int a = 0; a < nt; a++)
+                        Y[(t0 + j + a) * y_stride + rb + k] = out[k * nt + a];
+            }
+        }
+    }
+}
+
 static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                            int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                            float *scratch) {
@@ -915,30 +1138,25 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
         rows(W->data, W->row_bytes, r0, r1, n, xq, Y);
         return;
     }
-    const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
-    int64_t group = (int64_t)((have - A2_ROWS * w_row) / x_tok);
-    if (group > A2_MAX_GROUP) group = A2_MAX_GROUP;
-    if (group > A2_TOKS) group -= group % A2_TOKS; /* whole register tiles */
-    uint8_t *wq = xq + (size_t)group * x_tok;
     const int mode = W->type == SLM_TYPE_Q8_0 ? 1 : a2_has_min(W->type) ? 2 : 0;
-    for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
-        const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
-        for (int64_t j = 0; j < g; j++)
-            a2_quantize(X + (t0 + j) * x_stride, n, xq + (size_t)j * x_tok);
-        for (int64_t rb = r0; rb < r1; rb += A2_ROWS) {
-            const int nr = (int)(r1 - rb < A2_ROWS ? r1 - rb : A2_ROWS);
-            for (int k = 0; k < nr; k++)
-                pack(W->data + (size_t)(rb + k) * W->row_bytes, n, wq + (size_t)k * w_row);
-            for (int64_t j = 0; j < g; j += A2_TOKS) {
-                const int nt = (int)(g - j < A2_TOKS ? g - j : A2_TOKS);
-                float out[A2_ROWS * A2_TOKS];
-                A2_TILES[mode][nr - 1][nt - 1](wq, w_row, xq + (size_t)j * x_tok, x_tok, nb, out);
-                for (int k = 0; k < nr; k++)
-                    for (int a = 0; a < nt; a++)
-                        Y[(t0 + j + a) * y_stride + rb + k] = out[k * nt + a];
-            }
-        }
+    a2_gemm(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, x_tok, w_row, nb, a2_quantize, pack,
+            A2_TILES[mode]);
+}
+
+static void matmul_rows_d2(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
+                           int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                           float *scratch) {
+    const int64_t n = W->n_cols, np = (n / 32 + 1) / 2;
+    const size_t w_row = (size_t)np * D2_WP, x_tok = (size_t)np * D2_XP;
+    uint8_t *xq = (uint8_t *)scratch;
+    if (n_tok == 1) {
+        d2_quantize(X, n, xq);
+        d2_aux(xq, n, xq + x_tok);
+        d2_rows(W, r0, r1, xq + x_tok, Y);
+        return;
     }
+    a2_gemm(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, x_tok, w_row, np, d2_quantize, d2_pack,
+            D2_TILES);
 }
 
 /* ---- the GEMM tile for float rows (prefill) ---------------------------------
@@ -1162,7 +1380,7 @@ static void avx2_attend(const float *q, const float *k, const float *v, int64_t 
 /* int8_activations: blocks of 256 for the k-quants, 32 for the other 8-bit
  * types. */
 static int avx2_int8_block(uint32_t type) {
-    return k2_kernel(type) ? 256 : avx2_x8_type(type) ? 32 : 0;
+    return k2_kernel(type) ? 256 : avx2_x8_type(type) || d2_type(type) ? 32 : 0;
 }
 
 static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
@@ -1170,6 +1388,10 @@ static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const 
                              float *scratch) {
     if (k2_kernel(W->type)) {
         matmul_rows_k2(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
+        return;
+    }
+    if (d2_type(W->type)) {
+        matmul_rows_d2(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
         return;
     }
     if (avx2_x8_type(W->type)) {
