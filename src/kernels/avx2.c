@@ -453,22 +453,30 @@ static inline __m256i pack_codes32(const __m256i q[4]) {
     return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-static void a2_quantize(const float *x, int64_t n, uint8_t *out) {
+/* One 32-block of activations: d_x = max|x| / 127 (returned), codes c =
+ * round(x / d_x) as 32 bytes c + 128 in *codes, sum(c) in *sum. */
+static inline float a2_block_codes(const float *x, __m256i *codes, int32_t *sum) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], a = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        a = _mm256_max_ps(a, _mm256_andnot_ps(sign, v[k]));
+    }
+    const float amax = hmax8(a);
+    const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vi));
+    *codes = _mm256_xor_si256(pack_codes32(q), _mm256_set1_epi8((char)0x80));
+    *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    return amax / 127.0f;
+}
+
+static void a2_quantize(const float *x, int64_t n, uint8_t *out) {
     for (int64_t b = 0; b < n / 32; b++, out += A2_XB) {
-        __m256 v[4], a = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) {
-            v[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
-            a = _mm256_max_ps(a, _mm256_andnot_ps(sign, v[k]));
-        }
-        const float amax = hmax8(a), db = amax / 127.0f;
-        const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-        __m256i q[4];
-        for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vi));
-        _mm256_storeu_si256((__m256i *)(void *)out,
-                            _mm256_xor_si256(pack_codes32(q), _mm256_set1_epi8((char)0x80)));
-        const float ds = db * (float)hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]),
-                                                                 _mm256_add_epi32(q[2], q[3])));
+        __m256i codes;
+        int32_t sum;
+        const float db = a2_block_codes(x + 32 * b, &codes, &sum), ds = db * (float)sum;
+        _mm256_storeu_si256((__m256i *)(void *)out, codes);
         _mm256_storeu_ps((float *)(void *)(out + 32), _mm256_set1_ps(db));
         _mm256_storeu_ps((float *)(void *)(out + 64), _mm256_set1_ps(ds));
     }
@@ -711,24 +719,15 @@ static int d2_type(uint32_t type) {
 
 static void d2_quantize(const float *x, int64_t n, uint8_t *out) {
     const int64_t nb = n / 32, np = (nb + 1) / 2;
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t p = 0; p < np; p++, out += D2_XP) {
         float *dx = (float *)(void *)(out + 64);
         for (int j = 0; j < 2; j++) {
             const int64_t b = 2 * p + j;
             float db = 0.0f;
             if (b < nb) {
-                __m256 v[4], a = _mm256_setzero_ps();
-                for (int k = 0; k < 4; k++) {
-                    v[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
-                    a = _mm256_max_ps(a, _mm256_andnot_ps(sign, v[k]));
-                }
-                const float amax = hmax8(a);
-                db = amax / 127.0f;
-                const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-                __m256i q[4];
-                for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vi));
-                const __m256i c = _mm256_xor_si256(pack_codes32(q), _mm256_set1_epi8((char)0x80));
+                __m256i c;
+                int32_t sum;
+                db = a2_block_codes(x + 32 * b, &c, &sum);
                 _mm_storeu_si128((__m128i *)(void *)(out + 16 * j), _mm256_castsi256_si128(c));
                 _mm_storeu_si128((__m128i *)(void *)(out + 32 + 16 * j),
                                  _mm256_extracti128_si256(c, 1));

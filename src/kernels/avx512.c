@@ -285,12 +285,29 @@ static inline float half_to_f32(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
+/* One 32-block of activations: d_x = max|x| / 127 (returned), codes c =
+ * round(x / d_x) stored as c + 128, elements 0-15 at lo and 16-31 at hi, and
+ * sum(c) in *sum. */
+static inline float x8_block(const float *x, uint8_t *lo, uint8_t *hi, int32_t *sum) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax =
+        _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+    const __m512 vi = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    /* round to nearest even (the default MXCSR mode), |code| <= 127 */
+    const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vi));
+    const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vi));
+    _mm_storeu_si128((__m128i *)(void *)lo, _mm_xor_si128(_mm512_cvtepi32_epi8(i0), flip));
+    _mm_storeu_si128((__m128i *)(void *)hi, _mm_xor_si128(_mm512_cvtepi32_epi8(i1), flip));
+    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+    return amax / 127.0f;
+}
+
 /* x (n a multiple of 32) into ceil(n / 64) pairs; a missing second block of
  * the last pair is all zero codes with zero scales. */
 static void quantize_xp(const float *x, int64_t n, uint8_t *out) {
     const int64_t nb = n / 32, np = (nb + 1) / 2;
-    const __m512 sign = _mm512_set1_ps(-0.0f);
-    const __m128i flip = _mm_set1_epi8((char)0x80);
     for (int64_t p = 0; p < np; p++) {
         uint8_t *o = out + p * XP_BYTES;
         float *dx = (float *)(void *)(o + 64), *dxs = dx + 16;
@@ -298,19 +315,9 @@ static void quantize_xp(const float *x, int64_t n, uint8_t *out) {
             const int64_t b = 2 * p + h;
             float db = 0.0f, ds = 0.0f;
             if (b < nb) {
-                __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
-                __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
-                float amax = _mm512_reduce_max_ps(a);
-                db = amax / 127.0f;
-                __m512 vi = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-                /* round to nearest even (the default MXCSR mode), |code| <= 127 */
-                __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vi));
-                __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vi));
-                _mm_storeu_si128((__m128i *)(void *)(o + 32 * h),
-                                 _mm_xor_si128(_mm512_cvtepi32_epi8(i0), flip));
-                _mm_storeu_si128((__m128i *)(void *)(o + 32 * h + 16),
-                                 _mm_xor_si128(_mm512_cvtepi32_epi8(i1), flip));
-                ds = db * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+                int32_t sum;
+                db = x8_block(x + 32 * b, o + 32 * h, o + 32 * h + 16, &sum);
+                ds = db * (float)sum;
             } else {
                 memset(o + 32 * h, 0x80, 32);
             }
@@ -911,8 +918,6 @@ static inline __attribute__((always_inline)) void q4q_codes(uint32_t type, const
 /* x (n a multiple of 32) into ceil(n / 128) quads (Q4Q_XP bytes each). */
 static void quantize_xq(const float *x, int64_t n, uint8_t *out) {
     const int64_t nb = n / 32, nq = (nb + 3) / 4;
-    const __m512 sign = _mm512_set1_ps(-0.0f);
-    const __m128i flip = _mm_set1_epi8((char)0x80);
     for (int64_t q = 0; q < nq; q++) {
         uint8_t *o = out + q * Q4Q_XP;
         float *dx = (float *)(void *)(o + 128);
@@ -920,18 +925,8 @@ static void quantize_xq(const float *x, int64_t n, uint8_t *out) {
             const int64_t b = 4 * q + j;
             float db = 0.0f;
             if (b < nb) {
-                __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
-                __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
-                float amax = _mm512_reduce_max_ps(a);
-                db = amax / 127.0f;
-                __m512 vi = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-                /* round to nearest even (the default MXCSR mode), |code| <= 127 */
-                __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vi));
-                __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vi));
-                _mm_storeu_si128((__m128i *)(void *)(o + 16 * j),
-                                 _mm_xor_si128(_mm512_cvtepi32_epi8(i0), flip));
-                _mm_storeu_si128((__m128i *)(void *)(o + 64 + 16 * j),
-                                 _mm_xor_si128(_mm512_cvtepi32_epi8(i1), flip));
+                int32_t sum;
+                db = x8_block(x + 32 * b, o + 16 * j, o + 64 + 16 * j, &sum);
             } else {
                 memset(o + 16 * j, 0x80, 16);
                 memset(o + 64 + 16 * j, 0x80, 16);
