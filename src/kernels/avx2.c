@@ -408,18 +408,16 @@ static block_dequant_fn block_dequant(uint32_t type) {
 /* ---- 8-bit activations (legacy block types) --------------------------------
  * The scheme of the avx512 provider's int8 path (see avx512.c), at 256 bits
  * with vpmaddubsw + vpmaddwd instead of vpdpbusd, one 32-block per register,
- * for q8_0, q4_1, q5_0 and q5_1 (q4_0 works in pairs of blocks, below).
+ * for q4_1, q5_0 and q5_1 (q4_0 and q8_0 work in pairs of blocks, below).
  * Each token's x is quantized once per matmul call into blocks of 32: codes
  * c = round(x / d_x), d_x = max|x| / 127, stored as c + 128 (unsigned), with
  * d_x and d_x * sum(c) over the block's 8 int32 lanes (each lane covers 4
  * consecutive elements). A weight block is decoded to signed codes w, a
- * per-lane scale s, a per-lane minimum m (zero but in lane 0) and, for codes
- * that fit 6 bits (every type but q8_0), init = -128 * (each lane's code
- * sum). The integer part of a (row, token, block) step is exactly each lane's
- * sum(w * c):
- *   q8_0:   madd(maddubs(|w|, sign(c, w)), 1)     (|w| <= 128, |c| <= 127)
- *   others: madd(maddubs(c + 128, w), 1) + init   (|w| <= 63: no int16
- *           saturation, 255 * 63 * 2 < 32768)
+ * per-lane scale s, a per-lane minimum m (zero but in lane 0) and init =
+ * -128 * (each lane's code sum). The integer part of a (row, token, block)
+ * step is exactly each lane's sum(w * c):
+ *   madd(maddubs(c + 128, w), 1) + init   (|w| <= 31: no int16 saturation,
+ *                                          255 * 31 * 2 < 32768)
  * then acc = fma(float(p), s * d_x, acc) [+ fma(m, d_x * sum(c))], one
  * accumulator per (row, token), blocks in order, one fixed reduction: a token
  * gets the same bits alone (decode, weights decoded in registers) as in any
@@ -489,8 +487,6 @@ typedef struct a2_block {
 
 static inline size_t a2_block_bytes(uint32_t type) {
     switch (type) {
-    case SLM_TYPE_Q8_0:
-        return 34;
     case SLM_TYPE_Q5_0:
         return 22;
     case SLM_TYPE_Q4_1:
@@ -512,9 +508,6 @@ static inline __attribute__((always_inline)) a2_block a2_decode(uint32_t type, c
     const uint8_t *blk = row + (size_t)b * a2_block_bytes(type);
     r.s = _mm256_set1_ps(half_at(blk));
     switch (type) {
-    case SLM_TYPE_Q8_0:
-        r.w = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
-        break;
     case SLM_TYPE_Q5_0:
         r.w = _mm256_sub_epi8(_mm256_or_si256(nibbles_32(blk + 6), bits_32(blk + 2, 0x10)),
                               _mm256_set1_epi8(16));
@@ -542,14 +535,9 @@ static inline __m256i a2_init(__m256i w) {
 }
 
 /* Each lane's sum(w * c); xu = c + 128. */
-static inline __m256i a2_int(int q8, __m256i w, __m256i init, __m256i xu) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    if (q8) {
-        __m256i c = _mm256_xor_si256(xu, _mm256_set1_epi8((char)0x80));
-        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(c, w)),
-                                 ones);
-    }
-    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(xu, w), ones), init);
+static inline __m256i a2_int(__m256i w, __m256i init, __m256i xu) {
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(xu, w), _mm256_set1_epi16(1)),
+                            init);
 }
 
 #define A2_STEP(ACC, P, S, DX, M, DXS, HM)                                                         \
@@ -560,14 +548,14 @@ static inline __m256i a2_int(int q8, __m256i w, __m256i init, __m256i xu) {
 
 static inline __attribute__((always_inline)) float a2_dot_row(uint32_t type, const uint8_t *row,
                                                               const uint8_t *xq, int64_t n) {
-    const int q8 = type == SLM_TYPE_Q8_0, hm = a2_has_min(type);
+    const int hm = a2_has_min(type);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; b++, xq += A2_XB) {
         a2_block k = a2_decode(type, row, b);
         __m256i xu = _mm256_loadu_si256((const __m256i *)(const void *)xq);
         __m256 dx = _mm256_loadu_ps((const float *)(const void *)(xq + 32));
         __m256 dxs = hm ? _mm256_loadu_ps((const float *)(const void *)(xq + 64)) : dx;
-        __m256i p = a2_int(q8, k.w, q8 ? k.w : a2_init(k.w), xu);
+        __m256i p = a2_int(k.w, a2_init(k.w), xu);
         A2_STEP(acc, p, k.s, dx, k.m, dxs, hm);
     }
     return hsum8(acc);
@@ -575,12 +563,10 @@ static inline __attribute__((always_inline)) float a2_dot_row(uint32_t type, con
 
 static inline __attribute__((always_inline)) void a2_pack(uint32_t type, const uint8_t *row,
                                                           int64_t n, uint8_t *out) {
-    const int q8 = type == SLM_TYPE_Q8_0;
     for (int64_t b = 0; b < n / 32; b++, out += A2_WB) {
         a2_block k = a2_decode(type, row, b);
         _mm256_storeu_si256((__m256i *)(void *)out, k.w);
-        _mm256_storeu_si256((__m256i *)(void *)(out + 32),
-                            q8 ? _mm256_setzero_si256() : a2_init(k.w));
+        _mm256_storeu_si256((__m256i *)(void *)(out + 32), a2_init(k.w));
         _mm256_storeu_ps((float *)(void *)(out + 64), k.s);
         _mm256_storeu_ps((float *)(void *)(out + 96), k.m);
     }
@@ -590,7 +576,7 @@ static inline __attribute__((always_inline)) void a2_pack(uint32_t type, const u
 static inline __attribute__((always_inline)) void a2_tile(const uint8_t *wp, size_t w_row,
                                                           const uint8_t *xp, size_t x_tok,
                                                           int64_t nb, float *out, const int R,
-                                                          const int T, const int Q8, const int HM) {
+                                                          const int T, const int HM) {
     __m256 acc[A2_ROWS][A2_TOKS];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
@@ -606,7 +592,7 @@ static inline __attribute__((always_inline)) void a2_tile(const uint8_t *wp, siz
             __m256 m = _mm256_loadu_ps((const float *)(const void *)(wq + 96));
             for (int t = 0; t < T; t++) {
                 const float *xf = (const float *)(const void *)(xp + (size_t)t * x_tok + 32);
-                __m256i p = a2_int(Q8, w, init, xu[t]);
+                __m256i p = a2_int(w, init, xu[t]);
                 A2_STEP(acc[r][t], p, s, _mm256_loadu_ps(xf), m, _mm256_loadu_ps(xf + 8), HM);
             }
         }
@@ -620,15 +606,11 @@ typedef void (*a2_tile_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xp, s
 #define A2_TILE(R, T)                                                                              \
     static void a2_tile_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,              \
                                   size_t x_tok, int64_t nb, float *out) {                          \
-        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 0, 0);                                        \
-    }                                                                                              \
-    static void a2_tile8_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,             \
-                                   size_t x_tok, int64_t nb, float *out) {                         \
-        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 1, 0);                                        \
+        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 0);                                           \
     }                                                                                              \
     static void a2_tilem_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,             \
                                    size_t x_tok, int64_t nb, float *out) {                         \
-        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 0, 1);                                        \
+        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 1);                                           \
     }
 A2_TILE(1, 1)
 A2_TILE(1, 2)
@@ -640,12 +622,10 @@ A2_TILE(2, 3)
 A2_TILE(2, 4)
 #undef A2_TILE
 
-/* [mode: 0 plain, 1 q8_0, 2 minimums][rows - 1][tokens - 1] */
-static const a2_tile_fn A2_TILES[3][A2_ROWS][A2_TOKS] = {
+/* [minimums][rows - 1][tokens - 1] */
+static const a2_tile_fn A2_TILES[2][A2_ROWS][A2_TOKS] = {
     {{a2_tile_1x1, a2_tile_1x2, a2_tile_1x3, a2_tile_1x4},
      {a2_tile_2x1, a2_tile_2x2, a2_tile_2x3, a2_tile_2x4}},
-    {{a2_tile8_1x1, a2_tile8_1x2, a2_tile8_1x3, a2_tile8_1x4},
-     {a2_tile8_2x1, a2_tile8_2x2, a2_tile8_2x3, a2_tile8_2x4}},
     {{a2_tilem_1x1, a2_tilem_1x2, a2_tilem_1x3, a2_tilem_1x4},
      {a2_tilem_2x1, a2_tilem_2x2, a2_tilem_2x3, a2_tilem_2x4}},
 };
@@ -662,7 +642,6 @@ typedef void (*a2_pack_fn)(const uint8_t *row, int64_t n, uint8_t *out);
     static void a2_pack_##NAME(const uint8_t *row, int64_t n, uint8_t *out) {                      \
         a2_pack(TYPE, row, n, out);                                                                \
     }
-A2_TYPE(q8_0, SLM_TYPE_Q8_0)
 A2_TYPE(q4_1, SLM_TYPE_Q4_1)
 A2_TYPE(q5_0, SLM_TYPE_Q5_0)
 A2_TYPE(q5_1, SLM_TYPE_Q5_1)
@@ -676,7 +655,6 @@ static int a2_kernels(uint32_t type, a2_rows_fn *rows, a2_pack_fn *pack) {
         *pack = a2_pack_##NAME;                                                                    \
         return 1;
     switch (type) {
-        A2_CASE(q8_0, SLM_TYPE_Q8_0)
         A2_CASE(q4_1, SLM_TYPE_Q4_1)
         A2_CASE(q5_0, SLM_TYPE_Q5_0)
         A2_CASE(q5_1, SLM_TYPE_Q5_1)
@@ -692,29 +670,36 @@ static int avx2_x8_type(uint32_t type) {
     return a2_kernels(type, &rows, &pack);
 }
 
-/* ---- q4_0 in pairs of blocks, each lane summing 8 elements of one block ----
+/* ---- q4_0 and q8_0 in pairs of blocks, each lane summing 8 elements ---------
  * The avx512 quads (see avx512.c) at 256 bits: two blocks (64 weights) as two
- * registers, A with elements 0-15 of each block (the low nibbles of its 16
- * code bytes), B with elements 16-31 (the high nibbles), block j in bytes
- * 16j..16j+15. vpmaddubsw of A and of B added as 16-bit sums (at most 2 *
- * 255 * 8 twice: no saturation), then one vpmaddwd, give each lane the exact
- * sum over 8 elements of one block (lanes 0-3 the first block, 4-7 the
- * second), and the float step runs once per 64 weights instead of once per
- * 32. Per lane:
- *    acc = fma(float(sum over its 8 elements of (q - 8) * c), d_w * d_x, acc)
- * pairs in order, then one horizontal sum. Decode multiplies the stored
- * nibbles q (unsigned) with the signed activation codes and adds -8 * (the
- * lane's code sum) from the token side; prefill packs w = q - 8 and uses c +
- * 128 with -128 * (the lane's weight sum). Same integers, same float steps:
- * a token gets the same bits alone and in any batch. A row with an odd block
+ * registers, A with elements 0-15 of each block, B with elements 16-31,
+ * block j in bytes 16j..16j+15 (q4_0: the low and the high nibbles of its 16
+ * code bytes). Each lane then sums 8 elements of one block (lanes 0-3 the
+ * first block, 4-7 the second) exactly, and the float step runs once per 64
+ * weights instead of once per 32. Per lane:
+ *    acc = fma(float(sum over its 8 elements of w * c), d_w * d_x, acc)
+ * pairs in order, then one horizontal sum. The integer sum:
+ *  - q4_0: vpmaddubsw of A and of B added as 16-bit sums (at most 2 * 255 * 8
+ *    twice: no saturation), then one vpmaddwd. Decode multiplies the stored
+ *    nibbles q = w + 8 (unsigned) with the signed activation codes and adds -8
+ *    * (the lane's code sum) from the token side; prefill packs w and uses c +
+ *    128 with -128 * (the lane's weight sum).
+ *  - q8_0: vpmaddubsw(|w|, sign(c, w)) for A and for B (up to 2 * 128 * 127
+ *    each, so they are widened by vpmaddwd before they are added).
+ * Decode and prefill compute the same integers and the same float steps: a
+ * token gets the same bits alone and in any batch. A row with an odd block
  * count ends in a pair whose second block is zero codes and scale (zero
  * codes and d_x on the token side). */
 #define D2_XP 96   /* token, prefill: A and B codes + 128, 8 lanes of d_x */
 #define D2_AUX 128 /* token, decode: A and B codes, 8 lanes of init, of d_x */
-#define D2_WP 128  /* row, prefill: A and B codes q - 8, 8 lanes of init, of d_w */
+#define D2_WP 128  /* row, prefill: A and B codes w, 8 lanes of init, of d_w */
 
 static int d2_type(uint32_t type) {
-    return type == SLM_TYPE_Q4_0;
+    return type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q8_0;
+}
+
+static inline size_t d2_block_bytes(int q8) {
+    return q8 ? 34 : 18;
 }
 
 static void d2_quantize(const float *x, int64_t n, uint8_t *out) {
@@ -741,7 +726,7 @@ static void d2_quantize(const float *x, int64_t n, uint8_t *out) {
 }
 
 /* The decode side of a quantized token: signed codes, init = -8 * (each
- * lane's sum of its 8 codes), d_x. */
+ * lane's sum of its 8 codes; used by q4_0 only), d_x. */
 static void d2_aux(const uint8_t *xp, int64_t n, uint8_t *aux) {
     const int64_t np = (n / 32 + 1) / 2;
     const __m256i flip = _mm256_set1_epi8((char)0x80), one8 = _mm256_set1_epi8(1);
@@ -761,76 +746,125 @@ static void d2_aux(const uint8_t *xp, int64_t n, uint8_t *aux) {
     }
 }
 
-/* The 32 code bytes of blocks 2p and (when `two`) 2p + 1, nibbles unsplit. */
-static inline __m256i d2_bytes(const uint8_t *blk, int two) {
+/* A and B of blocks 2p and (when `two`) 2p + 1: q4_0 the unsigned nibbles
+ * q = w + 8, q8_0 the signed codes w; a missing second block reads as zero
+ * bytes. */
+static inline __attribute__((always_inline)) void d2_codes(int q8, const uint8_t *blk, int two,
+                                                           __m256i *a, __m256i *b) {
+    if (q8) {
+        const __m256i y0 = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+        const __m256i y1 = two ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + 36))
+                               : _mm256_setzero_si256();
+        *a = _mm256_permute2x128_si256(y0, y1, 0x20);
+        *b = _mm256_permute2x128_si256(y0, y1, 0x31);
+        return;
+    }
     const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
     const __m128i hi =
         two ? _mm_loadu_si128((const __m128i *)(const void *)(blk + 20)) : _mm_setzero_si128();
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    *a = _mm256_and_si256(v, low4);
+    *b = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
 }
 
 /* d_w of the two blocks in lanes 0-3 and 4-7 (zero for a missing second). */
-static inline __m256 d2_scales(const uint8_t *blk, int two) {
+static inline __m256 d2_scales(int q8, const uint8_t *blk, int two) {
     uint16_t h0, h1 = 0;
     memcpy(&h0, blk, 2);
-    if (two) memcpy(&h1, blk + 18, 2);
+    if (two) memcpy(&h1, blk + d2_block_bytes(q8), 2);
     const __m128i h = _mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16));
     return _mm256_cvtph_ps(
         _mm_shuffle_epi8(h, _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3)));
 }
 
-static inline __attribute__((always_inline)) __m256 d2_step(const uint8_t *blk, int two,
-                                                            const uint8_t *aux, __m256 acc) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), v = d2_bytes(blk, two);
-    const __m256i ua = _mm256_and_si256(v, low4);
-    const __m256i ub = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-    const __m256i t = _mm256_add_epi16(
-        _mm256_maddubs_epi16(ua, _mm256_loadu_si256((const __m256i *)(const void *)aux)),
-        _mm256_maddubs_epi16(ub, _mm256_loadu_si256((const __m256i *)(const void *)(aux + 32))));
-    const __m256i p =
-        _mm256_add_epi32(_mm256_madd_epi16(t, _mm256_set1_epi16(1)),
-                         _mm256_loadu_si256((const __m256i *)(const void *)(aux + 64)));
-    const __m256 dx = _mm256_loadu_ps((const float *)(const void *)(aux + 96));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(d2_scales(blk, two), dx), acc);
+/* q8_0: each lane's sum(w * c) over its 8 elements, c signed. */
+static inline __m256i d2_int_q8(__m256i wa, __m256i wb, __m256i ca, __m256i cb) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    return _mm256_add_epi32(
+        _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wa), _mm256_sign_epi8(ca, wa)),
+                          ones),
+        _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wb), _mm256_sign_epi8(cb, wb)),
+                          ones));
 }
 
-static void d2_rows(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *aux, float *y) {
+static inline __attribute__((always_inline)) __m256 d2_step(int q8, const uint8_t *blk, int two,
+                                                            const uint8_t *aux, __m256 acc) {
+    __m256i a, b, p;
+    d2_codes(q8, blk, two, &a, &b);
+    const __m256i ca = _mm256_loadu_si256((const __m256i *)(const void *)aux);
+    const __m256i cb = _mm256_loadu_si256((const __m256i *)(const void *)(aux + 32));
+    if (q8) {
+        p = d2_int_q8(a, b, ca, cb);
+    } else {
+        const __m256i t =
+            _mm256_add_epi16(_mm256_maddubs_epi16(a, ca), _mm256_maddubs_epi16(b, cb));
+        p = _mm256_add_epi32(_mm256_madd_epi16(t, _mm256_set1_epi16(1)),
+                             _mm256_loadu_si256((const __m256i *)(const void *)(aux + 64)));
+    }
+    const __m256 dx = _mm256_loadu_ps((const float *)(const void *)(aux + 96));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(d2_scales(q8, blk, two), dx), acc);
+}
+
+static inline __attribute__((always_inline)) void
+d2_rows(int q8, const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *aux, float *y) {
     const int64_t nb = W->n_cols / 32, full = nb / 2;
+    const size_t pair = 2 * d2_block_bytes(q8);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *blk = W->data + (size_t)r * W->row_bytes, *aq = aux;
         __m256 acc = _mm256_setzero_ps();
-        for (int64_t p = 0; p < full; p++, blk += 36, aq += D2_AUX) acc = d2_step(blk, 1, aq, acc);
-        if (nb % 2) acc = d2_step(blk, 0, aq, acc);
+        for (int64_t p = 0; p < full; p++, blk += pair, aq += D2_AUX)
+            acc = d2_step(q8, blk, 1, aq, acc);
+        if (nb % 2) acc = d2_step(q8, blk, 0, aq, acc);
         y[r] = hsum8(acc);
     }
 }
+static void d2_rows_q4_0(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *aux,
+                         float *y) {
+    d2_rows(0, W, r0, r1, aux, y);
+}
+static void d2_rows_q8_0(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *aux,
+                         float *y) {
+    d2_rows(1, W, r0, r1, aux, y);
+}
 
-static void d2_pack(const uint8_t *row, int64_t n, uint8_t *out) {
+/* A row's pairs for the prefill tiles: signed codes w, init (q4_0; zero for
+ * q8_0), d_w. */
+static inline __attribute__((always_inline)) void d2_pack(int q8, const uint8_t *row, int64_t n,
+                                                          uint8_t *out) {
     const int64_t nb = n / 32, np = (nb + 1) / 2;
-    const __m256i low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
-    const __m256i hbit = _mm256_set1_epi8((char)0x80);
-    for (int64_t p = 0; p < np; p++, row += 36, out += D2_WP) {
+    const __m256i eight = _mm256_set1_epi8(8), hbit = _mm256_set1_epi8((char)0x80);
+    for (int64_t p = 0; p < np; p++, row += 2 * d2_block_bytes(q8), out += D2_WP) {
         const int two = 2 * p + 1 < nb;
-        const __m256i v = d2_bytes(row, two);
-        const __m256i wa = _mm256_sub_epi8(_mm256_and_si256(v, low4), eight);
-        const __m256i wb = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), eight);
-        const __m256i ws = _mm256_madd_epi16(
-            _mm256_add_epi16(_mm256_maddubs_epi16(hbit, wa), _mm256_maddubs_epi16(hbit, wb)),
-            _mm256_set1_epi16(1));
+        __m256i wa, wb, init = _mm256_setzero_si256();
+        d2_codes(q8, row, two, &wa, &wb);
+        if (!q8) {
+            wa = _mm256_sub_epi8(wa, eight);
+            wb = _mm256_sub_epi8(wb, eight);
+            init = _mm256_sub_epi32(
+                init, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(hbit, wa),
+                                                         _mm256_maddubs_epi16(hbit, wb)),
+                                        _mm256_set1_epi16(1)));
+        }
         _mm256_storeu_si256((__m256i *)(void *)out, wa);
         _mm256_storeu_si256((__m256i *)(void *)(out + 32), wb);
-        _mm256_storeu_si256((__m256i *)(void *)(out + 64),
-                            _mm256_sub_epi32(_mm256_setzero_si256(), ws));
-        _mm256_storeu_ps((float *)(void *)(out + 96), d2_scales(row, two));
+        _mm256_storeu_si256((__m256i *)(void *)(out + 64), init);
+        _mm256_storeu_ps((float *)(void *)(out + 96), d2_scales(q8, row, two));
     }
+}
+static void d2_pack_q4_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    d2_pack(0, row, n, out);
+}
+static void d2_pack_q8_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    d2_pack(1, row, n, out);
 }
 
 /* out[r * T + t] for R packed rows and T packed tokens over np pairs. */
 static inline __attribute__((always_inline)) void d2_tile(const uint8_t *wp, size_t w_row,
                                                           const uint8_t *xp, size_t x_tok,
                                                           int64_t np, float *out, const int R,
-                                                          const int T) {
-    const __m256i ones = _mm256_set1_epi16(1);
+                                                          const int T, const int Q8) {
+    const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[A2_ROWS][A2_TOKS];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
@@ -845,9 +879,14 @@ static inline __attribute__((always_inline)) void d2_tile(const uint8_t *wp, siz
                 const uint8_t *xt = xp + (size_t)t * x_tok;
                 const __m256i xa = _mm256_loadu_si256((const __m256i *)(const void *)xt);
                 const __m256i xb = _mm256_loadu_si256((const __m256i *)(const void *)(xt + 32));
-                const __m256i i16 =
-                    _mm256_add_epi16(_mm256_maddubs_epi16(xa, wa), _mm256_maddubs_epi16(xb, wb));
-                const __m256i q = _mm256_add_epi32(_mm256_madd_epi16(i16, ones), init);
+                __m256i q;
+                if (Q8) {
+                    q = d2_int_q8(wa, wb, _mm256_xor_si256(xa, flip), _mm256_xor_si256(xb, flip));
+                } else {
+                    const __m256i i16 = _mm256_add_epi16(_mm256_maddubs_epi16(xa, wa),
+                                                         _mm256_maddubs_epi16(xb, wb));
+                    q = _mm256_add_epi32(_mm256_madd_epi16(i16, ones), init);
+                }
                 const __m256 dx = _mm256_loadu_ps((const float *)(const void *)(xt + 64));
                 acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_mul_ps(s, dx), acc[r][t]);
             }
@@ -860,7 +899,11 @@ static inline __attribute__((always_inline)) void d2_tile(const uint8_t *wp, siz
 #define D2_TILE(R, T)                                                                              \
     static void d2_tile_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,              \
                                   size_t x_tok, int64_t np, float *out) {                          \
-        d2_tile(wp, w_row, xp, x_tok, np, out, R, T);                                              \
+        d2_tile(wp, w_row, xp, x_tok, np, out, R, T, 0);                                           \
+    }                                                                                              \
+    static void d2_tile8_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,             \
+                                   size_t x_tok, int64_t np, float *out) {                         \
+        d2_tile(wp, w_row, xp, x_tok, np, out, R, T, 1);                                           \
     }
 D2_TILE(1, 1)
 D2_TILE(1, 2)
@@ -872,9 +915,12 @@ D2_TILE(2, 3)
 D2_TILE(2, 4)
 #undef D2_TILE
 
-static const a2_tile_fn D2_TILES[A2_ROWS][A2_TOKS] = {
-    {d2_tile_1x1, d2_tile_1x2, d2_tile_1x3, d2_tile_1x4},
-    {d2_tile_2x1, d2_tile_2x2, d2_tile_2x3, d2_tile_2x4},
+/* [q8_0][rows - 1][tokens - 1] */
+static const a2_tile_fn D2_TILES[2][A2_ROWS][A2_TOKS] = {
+    {{d2_tile_1x1, d2_tile_1x2, d2_tile_1x3, d2_tile_1x4},
+     {d2_tile_2x1, d2_tile_2x2, d2_tile_2x3, d2_tile_2x4}},
+    {{d2_tile8_1x1, d2_tile8_1x2, d2_tile8_1x3, d2_tile8_1x4},
+     {d2_tile8_2x1, d2_tile8_2x2, d2_tile8_2x3, d2_tile8_2x4}},
 };
 
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
@@ -1137,9 +1183,8 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
         rows(W->data, W->row_bytes, r0, r1, n, xq, Y);
         return;
     }
-    const int mode = W->type == SLM_TYPE_Q8_0 ? 1 : a2_has_min(W->type) ? 2 : 0;
     a2_gemm(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, x_tok, w_row, nb, a2_quantize, pack,
-            A2_TILES[mode]);
+            A2_TILES[a2_has_min(W->type)]);
 }
 
 static void matmul_rows_d2(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
@@ -1147,15 +1192,16 @@ static void matmul_rows_d2(const slm_matrix *W, int64_t r0, int64_t r1, const fl
                            float *scratch) {
     const int64_t n = W->n_cols, np = (n / 32 + 1) / 2;
     const size_t w_row = (size_t)np * D2_WP, x_tok = (size_t)np * D2_XP;
+    const int q8 = W->type == SLM_TYPE_Q8_0;
     uint8_t *xq = (uint8_t *)scratch;
     if (n_tok == 1) {
         d2_quantize(X, n, xq);
         d2_aux(xq, n, xq + x_tok);
-        d2_rows(W, r0, r1, xq + x_tok, Y);
+        (q8 ? d2_rows_q8_0 : d2_rows_q4_0)(W, r0, r1, xq + x_tok, Y);
         return;
     }
-    a2_gemm(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, x_tok, w_row, np, d2_quantize, d2_pack,
-            D2_TILES);
+    a2_gemm(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, x_tok, w_row, np, d2_quantize,
+            q8 ? d2_pack_q8_0 : d2_pack_q4_0, D2_TILES[q8]);
 }
 
 /* ---- the GEMM tile for float rows (prefill) ---------------------------------
