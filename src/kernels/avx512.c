@@ -835,28 +835,28 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
  * whose block count is not a multiple of 4 ends in a quad read with masked
  * loads, its missing blocks zero codes and scales (the token side has zero
  * codes and d_x there). */
-#define Q4Q_RAW 72  /* four q4_0 blocks */
-#define Q4Q_XP 192  /* token, prefill: A and B codes + 128, 16 lanes of d_x */
-#define Q4Q_AUX 256 /* token, decode: A and B codes, 16 lanes of init, of d_x */
-#define Q4Q_WP 256  /* row, prefill: A and B codes w, 16 lanes of init, of d_w */
+#define QUAD_RAW_Q4_0 72 /* four q4_0 blocks */
+#define QUAD_XP 192      /* token, prefill: A and B codes + 128, 16 lanes of d_x */
+#define QUAD_AUX 256     /* token, decode: A and B codes, 16 lanes of init, of d_x */
+#define QUAD_WP 256      /* row, prefill: A and B codes w, 16 lanes of init, of d_w */
 
-static int q4q_type(uint32_t type) {
+static int quad_type(uint32_t type) {
     return (type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q8_0) && has_vnni();
 }
 
 /* Bytes of a quad (four blocks) and the offset of the unsigned codes u = w
  * + offset used in decode: q4_0 stores q = w + 8; q8_0 codes are flipped to
  * w + 128. */
-static inline size_t q4q_raw(uint32_t type) {
-    return type == SLM_TYPE_Q8_0 ? 136 : Q4Q_RAW;
+static inline size_t quad_raw(uint32_t type) {
+    return type == SLM_TYPE_Q8_0 ? 136 : QUAD_RAW_Q4_0;
 }
-static inline int q4q_off(uint32_t type) {
+static inline int quad_off(uint32_t type) {
     return type == SLM_TYPE_Q8_0 ? 128 : 8;
 }
 
 /* The 64 code bytes of a quad of `have` blocks (the rest read as zero),
  * block j in bytes 16j.. (nibbles unsplit). */
-static inline __m512i q4q_bytes(const uint8_t *raw, int have) {
+static inline __m512i quad_bytes(const uint8_t *raw, int have) {
     __m128i b[4];
     for (int j = 0; j < 4; j++)
         b[j] = have >= 4 ? _mm_loadu_si128((const __m128i *)(const void *)(raw + 2 + 18 * j))
@@ -869,7 +869,7 @@ static inline __m512i q4q_bytes(const uint8_t *raw, int have) {
 
 /* d_w of a quad's blocks, block j in lanes 4j..4j+3 (f16 at the start of
  * each block; zero past `have`). */
-static inline __m512 q4q_scales(uint32_t type, const uint8_t *raw, int have) {
+static inline __m512 quad_scales(uint32_t type, const uint8_t *raw, int have) {
     if (type != SLM_TYPE_Q8_0) {
         static const uint16_t words[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
         const __m512i idx = _mm512_loadu_si512(words);
@@ -893,13 +893,13 @@ static inline __m512 q4q_scales(uint32_t type, const uint8_t *raw, int have) {
     return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(v0, idx, v1)));
 }
 
-/* A quad's unsigned codes u = w + q4q_off(type) as the two registers A
+/* A quad's unsigned codes u = w + quad_off(type) as the two registers A
  * (elements 0-15 of each block) and B (16-31), block j in bytes 16j..;
  * blocks past `have` read as zero bytes. */
-static inline __attribute__((always_inline)) void q4q_codes(uint32_t type, const uint8_t *raw,
-                                                            int have, __m512i *a, __m512i *b) {
+static inline __attribute__((always_inline)) void quad_codes(uint32_t type, const uint8_t *raw,
+                                                             int have, __m512i *a, __m512i *b) {
     if (type != SLM_TYPE_Q8_0) {
-        const __m512i low4 = _mm512_set1_epi8(0x0f), v = q4q_bytes(raw, have);
+        const __m512i low4 = _mm512_set1_epi8(0x0f), v = quad_bytes(raw, have);
         *a = _mm512_and_si512(v, low4);
         *b = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
         return;
@@ -915,11 +915,11 @@ static inline __attribute__((always_inline)) void q4q_codes(uint32_t type, const
     *b = _mm512_xor_si512(_mm512_shuffle_i64x2(z01, z23, _MM_SHUFFLE(3, 1, 3, 1)), flip);
 }
 
-/* x (n a multiple of 32) into ceil(n / 128) quads (Q4Q_XP bytes each). */
+/* x (n a multiple of 32) into ceil(n / 128) quads (QUAD_XP bytes each). */
 static void quantize_xq(const float *x, int64_t n, uint8_t *out) {
     const int64_t nb = n / 32, nq = (nb + 3) / 4;
     for (int64_t q = 0; q < nq; q++) {
-        uint8_t *o = out + q * Q4Q_XP;
+        uint8_t *o = out + q * QUAD_XP;
         float *dx = (float *)(void *)(o + 128);
         for (int j = 0; j < 4; j++) {
             const int64_t b = 4 * q + j;
@@ -938,10 +938,10 @@ static void quantize_xq(const float *x, int64_t n, uint8_t *out) {
 
 /* The decode side of a quantized token: signed codes A and B, init = -offset
  * * (each lane's sum of its 8 codes), d_x. */
-static void q4q_aux(const uint8_t *xq, int64_t n, int offset, uint8_t *aux) {
+static void quad_aux(const uint8_t *xq, int64_t n, int offset, uint8_t *aux) {
     const int64_t nq = (n / 32 + 3) / 4;
     const __m512i flip = _mm512_set1_epi8((char)0x80), one = _mm512_set1_epi8(1);
-    for (int64_t q = 0; q < nq; q++, xq += Q4Q_XP, aux += Q4Q_AUX) {
+    for (int64_t q = 0; q < nq; q++, xq += QUAD_XP, aux += QUAD_AUX) {
         __m512i a = _mm512_xor_si512(_mm512_loadu_si512(xq), flip);
         __m512i b = _mm512_xor_si512(_mm512_loadu_si512(xq + 64), flip);
         __m512i ls =
@@ -955,52 +955,52 @@ static void q4q_aux(const uint8_t *xq, int64_t n, int offset, uint8_t *aux) {
 
 /* One quad of decode (`have` blocks, the rest zero). */
 static inline __attribute__((always_inline)) __m512
-q4q_step(uint32_t type, const uint8_t *raw, int have, const uint8_t *aux, __m512 acc) {
+quad_step(uint32_t type, const uint8_t *raw, int have, const uint8_t *aux, __m512 acc) {
     __m512i ua, ub;
-    q4q_codes(type, raw, have, &ua, &ub);
+    quad_codes(type, raw, have, &ua, &ub);
     __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + 128), ua, _mm512_loadu_si512(aux));
     s = _mm512_dpbusd_epi32(s, ub, _mm512_loadu_si512(aux + 64));
     const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(aux + 192));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(q4q_scales(type, raw, have), dx),
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(quad_scales(type, raw, have), dx),
                            acc);
 }
 
-static inline __attribute__((always_inline)) float q4q_dot(uint32_t type, const uint8_t *row,
-                                                           const uint8_t *aux, int64_t n) {
+static inline __attribute__((always_inline)) float quad_dot(uint32_t type, const uint8_t *row,
+                                                            const uint8_t *aux, int64_t n) {
     const int64_t nb = n / 32, full = nb / 4;
-    const size_t raw = q4q_raw(type);
+    const size_t raw = quad_raw(type);
     __m512 acc = _mm512_setzero_ps();
-    for (int64_t q = 0; q < full; q++, row += raw, aux += Q4Q_AUX) {
+    for (int64_t q = 0; q < full; q++, row += raw, aux += QUAD_AUX) {
         /* a quad is longer than a line: a prefetch for each line it spans,
          * or some lines come in on demand (one prefetch per 72-byte q4_0
          * quad left every ninth, and decode was slower than with pairs) */
         for (size_t k = 0; k < raw; k += 64)
             _mm_prefetch((const char *)row + DECODE_PREFETCH + k, _MM_HINT_T0);
-        acc = q4q_step(type, row, 4, aux, acc);
+        acc = quad_step(type, row, 4, aux, acc);
     }
-    if (nb % 4) acc = q4q_step(type, row, (int)(nb % 4), aux, acc);
+    if (nb % 4) acc = quad_step(type, row, (int)(nb % 4), aux, acc);
     return _mm512_reduce_add_ps(acc);
 }
 
-#define SLM_Q4Q_MATVEC(NAME, TYPE)                                                                 \
+#define SLM_QUAD_MATVEC(NAME, TYPE)                                                                \
     static void NAME(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *aux, float *y) {  \
         const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;                                  \
         for (int64_t r = r0; r < r1; r++, row += W->row_bytes)                                     \
-            y[r] = q4q_dot(TYPE, row, aux, W->n_cols);                                             \
+            y[r] = quad_dot(TYPE, row, aux, W->n_cols);                                            \
     }
-SLM_Q4Q_MATVEC(q4q_matvec_q4_0, SLM_TYPE_Q4_0)
-SLM_Q4Q_MATVEC(q4q_matvec_q8_0, SLM_TYPE_Q8_0)
-#undef SLM_Q4Q_MATVEC
+SLM_QUAD_MATVEC(quad_matvec_q4_0, SLM_TYPE_Q4_0)
+SLM_QUAD_MATVEC(quad_matvec_q8_0, SLM_TYPE_Q8_0)
+#undef SLM_QUAD_MATVEC
 
-/* A row's quads for the prefill tiles (Q4Q_WP bytes each): signed codes w. */
-static inline __attribute__((always_inline)) void q4q_pack(uint32_t type, const uint8_t *row,
-                                                           int64_t n, uint8_t *out) {
+/* A row's quads for the prefill tiles (QUAD_WP bytes each): signed codes w. */
+static inline __attribute__((always_inline)) void quad_pack(uint32_t type, const uint8_t *row,
+                                                            int64_t n, uint8_t *out) {
     const int64_t nb = n / 32, nq = (nb + 3) / 4;
-    const __m512i off = _mm512_set1_epi8((char)q4q_off(type)), hbit = _mm512_set1_epi8((char)0x80);
-    for (int64_t q = 0; q < nq; q++, row += q4q_raw(type), out += Q4Q_WP) {
+    const __m512i off = _mm512_set1_epi8((char)quad_off(type)), hbit = _mm512_set1_epi8((char)0x80);
+    for (int64_t q = 0; q < nq; q++, row += quad_raw(type), out += QUAD_WP) {
         const int have = nb - 4 * q >= 4 ? 4 : (int)(nb - 4 * q);
         __m512i a, b;
-        q4q_codes(type, row, have, &a, &b);
+        quad_codes(type, row, have, &a, &b);
         a = _mm512_sub_epi8(a, off);
         b = _mm512_sub_epi8(b, off);
         const __m512i ws =
@@ -1008,26 +1008,26 @@ static inline __attribute__((always_inline)) void q4q_pack(uint32_t type, const 
         _mm512_storeu_si512(out, a);
         _mm512_storeu_si512(out + 64, b);
         _mm512_storeu_si512(out + 128, _mm512_sub_epi32(_mm512_setzero_si512(), ws));
-        _mm512_storeu_ps((float *)(void *)(out + 192), q4q_scales(type, row, have));
+        _mm512_storeu_ps((float *)(void *)(out + 192), quad_scales(type, row, have));
     }
 }
-static void q4q_pack_q4_0(const uint8_t *row, int64_t n, uint8_t *out) {
-    q4q_pack(SLM_TYPE_Q4_0, row, n, out);
+static void quad_pack_q4_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    quad_pack(SLM_TYPE_Q4_0, row, n, out);
 }
-static void q4q_pack_q8_0(const uint8_t *row, int64_t n, uint8_t *out) {
-    q4q_pack(SLM_TYPE_Q8_0, row, n, out);
+static void quad_pack_q8_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    quad_pack(SLM_TYPE_Q8_0, row, n, out);
 }
 
 /* out[r * T + t] = row r . token t over nq quads (see tile_x8). */
-static inline __attribute__((always_inline)) void tile_q4q(const uint8_t *wp, size_t w_row,
-                                                           const uint8_t *xp, size_t x_tok,
-                                                           int64_t nq, float *out, const int R,
-                                                           const int T, const int unused) {
+static inline __attribute__((always_inline)) void tile_quad(const uint8_t *wp, size_t w_row,
+                                                            const uint8_t *xp, size_t x_tok,
+                                                            int64_t nq, float *out, const int R,
+                                                            const int T, const int unused) {
     (void)unused;
     __m512 acc[X8_ROWS][X8_TOKS];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t q = 0; q < nq; q++, wp += Q4Q_WP, xp += Q4Q_XP) {
+    for (int64_t q = 0; q < nq; q++, wp += QUAD_WP, xp += QUAD_XP) {
         __m512i xa[X8_TOKS], xb[X8_TOKS];
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
             xa[t] = _mm512_loadu_si512(xp + (size_t)t * x_tok);
@@ -1051,27 +1051,27 @@ static inline __attribute__((always_inline)) void tile_q4q(const uint8_t *wp, si
             _mm512_reduce_add_ps(acc[r][t]);
 }
 
-SLM_TILE_FNS_ALL(tile_q4q, tile_q4q_a, tile_q4q_b)
+SLM_TILE_FNS_ALL(tile_quad, tile_quad_a, tile_quad_b)
 /* [unused flag][rows - 1][tokens - 1] */
-static const tile_fn TILE_Q4Q[2][X8_ROWS][X8_TOKS] = SLM_TILE_TABLE(tile_q4q_a, tile_q4q_b);
+static const tile_fn TILE_QUAD[2][X8_ROWS][X8_TOKS] = SLM_TILE_TABLE(tile_quad_a, tile_quad_b);
 
-static void matmul_rows_q4q(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
-                            int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
-                            float *scratch) {
+static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
+                             int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                             float *scratch) {
     const int64_t n = W->n_cols, nq = (n / 32 + 3) / 4;
-    const size_t w_row = (size_t)nq * Q4Q_WP, x_tok = (size_t)nq * Q4Q_XP;
+    const size_t w_row = (size_t)nq * QUAD_WP, x_tok = (size_t)nq * QUAD_XP;
     uint8_t *xq = (uint8_t *)scratch;
     if (n_tok == 1) {
         quantize_xq(X, n, xq);
-        q4q_aux(xq, n, q4q_off(W->type), xq + x_tok);
+        quad_aux(xq, n, quad_off(W->type), xq + x_tok);
         if (W->type == SLM_TYPE_Q8_0)
-            q4q_matvec_q8_0(W, r0, r1, xq + x_tok, Y);
+            quad_matvec_q8_0(W, r0, r1, xq + x_tok, Y);
         else
-            q4q_matvec_q4_0(W, r0, r1, xq + x_tok, Y);
+            quad_matvec_q4_0(W, r0, r1, xq + x_tok, Y);
         return;
     }
     gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, w_row, x_tok, nq, quantize_xq,
-                W->type == SLM_TYPE_Q8_0 ? q4q_pack_q8_0 : q4q_pack_q4_0, TILE_Q4Q[0]);
+                W->type == SLM_TYPE_Q8_0 ? quad_pack_q8_0 : quad_pack_q4_0, TILE_QUAD[0]);
 }
 
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
@@ -1694,7 +1694,7 @@ static void matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float
 
 /* int8_activations: the block length of matmul_rows' 8-bit activations. */
 static int avx512_int8_block(uint32_t type) {
-    return k8_type(type) ? 256 : x8_type(type) || q4q_type(type) ? 32 : 0;
+    return k8_type(type) ? 256 : x8_type(type) || quad_type(type) ? 32 : 0;
 }
 
 static void avx512_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
@@ -1702,8 +1702,8 @@ static void avx512_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, cons
                                float *scratch) {
     if (k8_type(W->type))
         matmul_rows_k8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
-    else if (q4q_type(W->type))
-        matmul_rows_q4q(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
+    else if (quad_type(W->type))
+        matmul_rows_quad(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
     else if (x8_type(W->type))
         matmul_rows_x8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
     else if (n_tok == 1)
