@@ -3,6 +3,9 @@
  * lengths; slm_matmul identical across thread counts and batch sizes and
  * close to a double-precision oracle; provider selection and fallback. */
 #include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/mem.h"
 #include "base/threadpool.h"
@@ -372,6 +375,75 @@ static void test_forward_ops(const slm_provider *pv) {
     }
 }
 
+/* n bytes that end flush against an inaccessible page (as the last tensor of
+ * a mapped model file can); *map and *map_len are for munmap. NULL on
+ * failure. */
+static uint8_t *guarded(size_t n, void **map, size_t *map_len) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t len = (n + page - 1) / page * page + page;
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    if (mprotect((uint8_t *)m + len - page, page, PROT_NONE) != 0) {
+        munmap(m, len);
+        return NULL;
+    }
+    *map = m;
+    *map_len = len;
+    return (uint8_t *)m + len - page - n;
+}
+
+/* Weights and activations that end right before an inaccessible page: no
+ * kernel may read past a row's last block or a token's last element, in
+ * decode or prefill, ragged row ends included (a read past the end faults,
+ * and the test fails). The results equal those from ordinary heap copies. */
+static void test_matmul_guard(const slm_provider *pv, slm_pool *pool, uint32_t type,
+                              int64_t n_cols) {
+    enum { NR = 5, NT = 6 };
+    const char *tn = slm_type_name(type);
+    size_t rb = row_bytes(type, n_cols);
+    const size_t wbytes = NR * rb, xbytes = (size_t)(NT * n_cols) * sizeof(float);
+    void *wmap = NULL, *xmap = NULL;
+    size_t wlen = 0, xlen = 0;
+    uint8_t *data = guarded(wbytes, &wmap, &wlen), *xraw = guarded(xbytes, &xmap, &xlen);
+    CHECK_MSG(data && xraw, "%s: no guarded mapping", tn);
+    if (!data || !xraw) {
+        if (wmap) munmap(wmap, wlen);
+        if (xmap) munmap(xmap, xlen);
+        return;
+    }
+    float *X = (float *)(void *)xraw, *w = malloc((size_t)n_cols * sizeof *w);
+    for (int r = 0; r < NR; r++) {
+        fill_normal(w, n_cols, 0.05f);
+        slm_quantize_row_ref(type, w, data + (size_t)r * rb, n_cols, NULL);
+    }
+    fill_normal(X, NT * n_cols, 1.0f);
+    uint8_t *data_heap = malloc(wbytes);
+    float *X_heap = malloc(xbytes);
+    memcpy(data_heap, data, wbytes);
+    memcpy(X_heap, X, xbytes);
+    mm_case mc = {.type = type, .n_cols = n_cols, .x_stride = n_cols, .y_stride = NR};
+    slm_matrix W = {.type = type, .n_cols = n_cols, .n_rows = NR, .row_bytes = rb, .data = data};
+    slm_matrix Wh = W;
+    Wh.data = data_heap;
+    const int64_t toks[2] = {1, NT};
+    for (int k = 0; k < 2; k++) {
+        /* the last token: its row ends at the guard */
+        const float *xg = X + (NT - toks[k]) * n_cols, *xh = X_heap + (NT - toks[k]) * n_cols;
+        float *yg = run_matmul(pv, pool, &mc, &W, toks[k], xg);
+        float *yh = run_matmul(pv, pool, &mc, &Wh, toks[k], xh);
+        CHECK_MSG(memcmp(yg, yh, (size_t)(toks[k] * NR) * sizeof *yg) == 0,
+                  "%s %s n=%lld: %lld tokens at a guard page differ from heap copies", pv->name, tn,
+                  (long long)n_cols, (long long)toks[k]);
+        free(yg);
+        free(yh);
+    }
+    free(w);
+    free(data_heap);
+    free(X_heap);
+    munmap(wmap, wlen);
+    munmap(xmap, xlen);
+}
+
 /* Batches of every awkward size, past the 4-row and 4-token register tiles
  * and the 128-token activation groups of the int8 GEMM: each token gets the
  * bits it gets alone, with 1 and 3 threads. */
@@ -526,6 +598,8 @@ int main(void) {
             if (bs == 32) test_matmul_type(pv, pools, t, 13 * 32);
             test_matmul_many_tokens(pv, pools, t, bs == 1 ? 77 : 3 * (int64_t)bs);
             test_matmul_batch_sizes(pv, pools, t, bs == 1 ? 45 : (bs == 32 ? 5 : 2) * (int64_t)bs);
+            test_matmul_guard(pv, pools[1], t, bs == 1 ? 45 : (bs == 32 ? 5 : 3) * (int64_t)bs);
+            if (bs == 1) test_matmul_guard(pv, pools[1], t, 4500);
         }
         printf("provider %s: tested\n", pv->name);
     }
