@@ -231,6 +231,23 @@ static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_
     }
     CHECK_MSG(same, "%s %s: matvec and batched matmul differ", pv->name, tn);
 
+    /* Without 8-bit activations every (row, token) is dot_row's bits
+     * (kernels.h), whatever path a provider takes (avx512 decodes float
+     * rows longer than a column block with its GEMM). */
+    if (!x8) {
+        float *tmp = malloc((size_t)n_cols * sizeof *tmp);
+        int as_dot = 1;
+        for (int t = 0; t < MM_TOK; t++)
+            for (int r = 0; r < MM_ROWS; r++) {
+                float d = pv->dot_row(type, mc.data + (size_t)r * rb, mc.X + t * mc.x_stride,
+                                      n_cols, tmp);
+                as_dot &= memcmp(&d, &Y[0][t * mc.y_stride + r], sizeof d) == 0;
+            }
+        CHECK_MSG(as_dot, "%s %s n=%lld: matmul differs from dot_row", pv->name, tn,
+                  (long long)n_cols);
+        free(tmp);
+    }
+
     for (int p = 0; p < 3; p++) free(Y[p]);
     free(w);
     free(mc.data);
