@@ -1706,7 +1706,13 @@ static void avx512_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, cons
         matmul_rows_quad(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
     else if (x8_type(W->type))
         matmul_rows_x8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
-    else if (n_tok == 1)
+    /* Float rows longer than a column block decode through the GEMM too (one
+     * token: the same bits as dot_row): the f32 activations of a 5632- or
+     * 8192-column row (22-32 KiB) fall out of L1 while one row streams past,
+     * and a 2048-column block of x stays in L1 for the tile's rows
+     * (tinyllama F16 decode 14.6 -> 16.9 tok/s, llama3.2-1b 11.9 -> 13.4,
+     * means of four rounds, docs/PERFORMANCE.md). */
+    else if (n_tok == 1 && !(float_type(W->type) && W->n_cols > AVX512_COL_BLOCK))
         matvec_rows(W, r0, r1, X, Y, scratch);
     else
         matmul_rows(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
