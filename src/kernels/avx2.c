@@ -603,32 +603,38 @@ static inline __attribute__((always_inline)) void a2_tile(const uint8_t *wp, siz
 
 typedef void (*a2_tile_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,
                            int64_t nb, float *out);
-#define A2_TILE(R, T)                                                                              \
-    static void a2_tile_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,              \
-                                  size_t x_tok, int64_t nb, float *out) {                          \
-        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 0);                                           \
+/* The R x T instances of a tile kernel KERNEL(..., R, T, flag), as A_RxT
+ * (flag 0) and B_RxT (flag 1), for every R <= A2_ROWS and T <= A2_TOKS. */
+#define A2_TILE(KERNEL, A, B, R, T)                                                                \
+    static void A##_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,    \
+                              int64_t nb, float *out) {                                            \
+        KERNEL(wp, w_row, xp, x_tok, nb, out, R, T, 0);                                            \
     }                                                                                              \
-    static void a2_tilem_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,             \
-                                   size_t x_tok, int64_t nb, float *out) {                         \
-        a2_tile(wp, w_row, xp, x_tok, nb, out, R, T, 1);                                           \
+    static void B##_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,    \
+                              int64_t nb, float *out) {                                            \
+        KERNEL(wp, w_row, xp, x_tok, nb, out, R, T, 1);                                            \
     }
-A2_TILE(1, 1)
-A2_TILE(1, 2)
-A2_TILE(1, 3)
-A2_TILE(1, 4)
-A2_TILE(2, 1)
-A2_TILE(2, 2)
-A2_TILE(2, 3)
-A2_TILE(2, 4)
-#undef A2_TILE
-
+#define A2_TILES_ALL(KERNEL, A, B)                                                                 \
+    A2_TILE(KERNEL, A, B, 1, 1)                                                                    \
+    A2_TILE(KERNEL, A, B, 1, 2)                                                                    \
+    A2_TILE(KERNEL, A, B, 1, 3)                                                                    \
+    A2_TILE(KERNEL, A, B, 1, 4)                                                                    \
+    A2_TILE(KERNEL, A, B, 2, 1)                                                                    \
+    A2_TILE(KERNEL, A, B, 2, 2)                                                                    \
+    A2_TILE(KERNEL, A, B, 2, 3)                                                                    \
+    A2_TILE(KERNEL, A, B, 2, 4)
+/* Their table [flag][rows - 1][tokens - 1]. */
+#define A2_TILE_TABLE(A, B)                                                                        \
+    {                                                                                              \
+        {{A##_1x1, A##_1x2, A##_1x3, A##_1x4}, {A##_2x1, A##_2x2, A##_2x3, A##_2x4}}, {            \
+            {B##_1x1, B##_1x2, B##_1x3, B##_1x4}, {                                                \
+                B##_2x1, B##_2x2, B##_2x3, B##_2x4                                                 \
+            }                                                                                      \
+        }                                                                                          \
+    }
+A2_TILES_ALL(a2_tile, a2_tile, a2_tilem)
 /* [minimums][rows - 1][tokens - 1] */
-static const a2_tile_fn A2_TILES[2][A2_ROWS][A2_TOKS] = {
-    {{a2_tile_1x1, a2_tile_1x2, a2_tile_1x3, a2_tile_1x4},
-     {a2_tile_2x1, a2_tile_2x2, a2_tile_2x3, a2_tile_2x4}},
-    {{a2_tilem_1x1, a2_tilem_1x2, a2_tilem_1x3, a2_tilem_1x4},
-     {a2_tilem_2x1, a2_tilem_2x2, a2_tilem_2x3, a2_tilem_2x4}},
-};
+static const a2_tile_fn A2_TILES[2][A2_ROWS][A2_TOKS] = A2_TILE_TABLE(a2_tile, a2_tilem);
 
 typedef void (*a2_rows_fn)(const uint8_t *data, size_t row_bytes, int64_t r0, int64_t r1, int64_t n,
                            const uint8_t *xq, float *y);
@@ -726,8 +732,8 @@ static void d2_quantize(const float *x, int64_t n, uint8_t *out) {
 }
 
 /* The decode side of a quantized token: signed codes, init = -8 * (each
- * lane's sum of its 8 codes; used by q4_0 only), d_x. */
-static void d2_aux(const uint8_t *xp, int64_t n, uint8_t *aux) {
+ * lane's sum of its 8 codes; q4_0 only, q8_0 has no offset), d_x. */
+static void d2_aux(const uint8_t *xp, int64_t n, int q8, uint8_t *aux) {
     const int64_t np = (n / 32 + 1) / 2;
     const __m256i flip = _mm256_set1_epi8((char)0x80), one8 = _mm256_set1_epi8(1);
     for (int64_t p = 0; p < np; p++, xp += D2_XP, aux += D2_AUX) {
@@ -735,13 +741,15 @@ static void d2_aux(const uint8_t *xp, int64_t n, uint8_t *aux) {
             _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xp), flip);
         const __m256i b =
             _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(xp + 32)), flip);
-        const __m256i ls = _mm256_madd_epi16(
-            _mm256_add_epi16(_mm256_maddubs_epi16(one8, a), _mm256_maddubs_epi16(one8, b)),
-            _mm256_set1_epi16(1));
         _mm256_storeu_si256((__m256i *)(void *)aux, a);
         _mm256_storeu_si256((__m256i *)(void *)(aux + 32), b);
-        _mm256_storeu_si256((__m256i *)(void *)(aux + 64),
-                            _mm256_mullo_epi32(ls, _mm256_set1_epi32(-8)));
+        if (!q8) {
+            const __m256i ls = _mm256_madd_epi16(
+                _mm256_add_epi16(_mm256_maddubs_epi16(one8, a), _mm256_maddubs_epi16(one8, b)),
+                _mm256_set1_epi16(1));
+            _mm256_storeu_si256((__m256i *)(void *)(aux + 64),
+                                _mm256_mullo_epi32(ls, _mm256_set1_epi32(-8)));
+        }
         memcpy(aux + 96, xp + 64, 32);
     }
 }
@@ -896,32 +904,10 @@ static inline __attribute__((always_inline)) void d2_tile(const uint8_t *wp, siz
         for (int t = 0; t < T; t++) out[r * T + t] = hsum8(acc[r][t]);
 }
 
-#define D2_TILE(R, T)                                                                              \
-    static void d2_tile_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,              \
-                                  size_t x_tok, int64_t np, float *out) {                          \
-        d2_tile(wp, w_row, xp, x_tok, np, out, R, T, 0);                                           \
-    }                                                                                              \
-    static void d2_tile8_##R##x##T(const uint8_t *wp, size_t w_row, const uint8_t *xp,             \
-                                   size_t x_tok, int64_t np, float *out) {                         \
-        d2_tile(wp, w_row, xp, x_tok, np, out, R, T, 1);                                           \
-    }
-D2_TILE(1, 1)
-D2_TILE(1, 2)
-D2_TILE(1, 3)
-D2_TILE(1, 4)
-D2_TILE(2, 1)
-D2_TILE(2, 2)
-D2_TILE(2, 3)
-D2_TILE(2, 4)
-#undef D2_TILE
+A2_TILES_ALL(d2_tile, d2_tile, d2_tile8)
 
 /* [q8_0][rows - 1][tokens - 1] */
-static const a2_tile_fn D2_TILES[2][A2_ROWS][A2_TOKS] = {
-    {{d2_tile_1x1, d2_tile_1x2, d2_tile_1x3, d2_tile_1x4},
-     {d2_tile_2x1, d2_tile_2x2, d2_tile_2x3, d2_tile_2x4}},
-    {{d2_tile8_1x1, d2_tile8_1x2, d2_tile8_1x3, d2_tile8_1x4},
-     {d2_tile8_2x1, d2_tile8_2x2, d2_tile8_2x3, d2_tile8_2x4}},
-};
+static const a2_tile_fn D2_TILES[2][A2_ROWS][A2_TOKS] = A2_TILE_TABLE(d2_tile, d2_tile8);
 
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
  * The scheme of the avx512 provider's k8 path (see avx512.c) at 256 bits.
@@ -1196,7 +1182,7 @@ static void matmul_rows_d2(const slm_matrix *W, int64_t r0, int64_t r1, const fl
     uint8_t *xq = (uint8_t *)scratch;
     if (n_tok == 1) {
         d2_quantize(X, n, xq);
-        d2_aux(xq, n, xq + x_tok);
+        d2_aux(xq, n, q8, xq + x_tok);
         (q8 ? d2_rows_q8_0 : d2_rows_q4_0)(W, r0, r1, xq + x_tok, Y);
         return;
     }
