@@ -1093,27 +1093,112 @@ static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const 
  * exact (|isum| < 2^25), so decode (weights decoded in registers) and
  * prefill (rows decoded once into L1, register tiles) give a token the same
  * bits alone and in any batch. The activation rounding is now up to half a
- * step of the 256-block's scale per element (int8_activations returns 256). */
+ * step of the 256-block's scale per element (int8_activations returns 256).
+ *
+ * q4_k and q5_k take the integer sums with vpdpbusd, four products per
+ * instruction instead of two (vpmaddubsw then vpdpwssd): each code vector's
+ * 16-byte chunk k holds 16 elements of one sub-block (2k in vectors 0 and 1,
+ * 2k + 1 in 2 and 3; k45_vecs), so two chained vpdpbusd leave every lane of
+ * `lo` the sum of 8 elements of sub-block 2k (and of `hi`, of 2k + 1),
+ * |sum| <= 8 * 31 * 127 < 2^15. vpackssdw packs lo and hi to 16 bits
+ * without saturating and one vpdpwssd with the scales (k45_scale_words)
+ * gives the super-block's 16 integer lanes: 6 multiplying instructions per
+ * (row, token, super-block) instead of 8. The minimums' part is an FMA over
+ * 16 lanes per four super-blocks (chunk b % 4 of accm takes super-block b),
+ * instead of a 4-lane one per super-block; k45_finish sums acc, then accm. */
 
-/* One row's super-block, decoded for prefill: 4 x 64 unsigned codes, 4 x 32
- * 16-bit scales (each pair's, lane by lane), d, dmin, 8 minimums (int16,
- * q4_k/q5_k) or the 16 scales (int16, q6_k). */
+/* One row's q6_k super-block, decoded for prefill: 4 x 64 unsigned codes,
+ * 4 x 32 16-bit scales (each pair's, lane by lane), d and the 16 scales
+ * (int16). */
 #define KP_BYTES 576
 #define KP_SCALES 256
 #define KP_D 512
-#define KP_DMIN 516
-#define KP_MINS 528
 #define KP_SC16 544
 
-/* Sub-block k45_sub(v, h) (32 codes each) fills half h of q4_k/q5_k code
- * vector v: one 64-byte load of the packed codes gives vectors 2u (its low
- * nibbles: sub-blocks 4u, 4u + 2) and 2u + 1 (high nibbles: 4u + 1, 4u + 3). */
-static inline int k45_sub(int v, int h) {
-    return (v / 2) * 4 + v % 2 + 2 * h;
+/* A q4_k/q5_k row decoded for prefill: per super-block 320 bytes (the 4
+ * code vectors of k45_vecs, then k45_scale_words), then per four
+ * super-blocks a group of 192: 4 x 8 minimums (int16), 4 x 4 lanes of
+ * -dmin, 4 x d (zero for super-blocks past the row's end). */
+#define KQ_MAIN 320
+#define KQ_SCALES 256
+#define KQ_GROUP 192
+#define KQ_NDMIN 64
+#define KQ_D 128
+
+static inline size_t kq_row_bytes(int64_t nsb) {
+    return (size_t)nsb * KQ_MAIN + (size_t)((nsb + 3) / 4) * KQ_GROUP;
 }
 
-/* k45: codes in the q4_k/q5_k vector order (sub-blocks 0, 2, 1, 3, 4, 6, 5,
- * 7), else in element order (q6_k). The sums are by sub-block either way. */
+/* The lanes of acc, then of accm (q4_k, q5_k: both paths call it). */
+static inline __attribute__((always_inline)) float k45_finish(__m512 acc, __m512 accm) {
+    return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(accm);
+}
+
+/* The lanes of acc, then of accm, in one fixed order (q6_k; both paths). */
+static inline __attribute__((always_inline)) float k8_finish(__m512 acc, __m128 accm) {
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm512_reduce_add_ps(acc) + _mm_cvtss_f32(m);
+}
+
+/* The 4 code vectors of a q4_k/q5_k super-block, 64 unsigned codes each:
+ * chunk k (bytes 16k..16k+15) of w[v] is sub-block 2k + v / 2, elements
+ * 0-15 (v even) or 16-31 (v odd). The packed nibbles hold sub-blocks 2m
+ * (low) and 2m + 1 (high) in bytes 32m..32m+31, so the even (odd) chunks
+ * of the two 64-byte halves, low or high nibbles, are one vector each;
+ * q5_k adds bit 4 from the high-bit plane (bit j of byte l: element l of
+ * sub-block j). */
+static inline __attribute__((always_inline)) void k45_vecs(const uint8_t *blk, int q5,
+                                                           __m512i w[4]) {
+    const uint8_t *qs = blk + (q5 ? 48 : 16);
+    const __m512i raw0 = _mm512_loadu_si512(qs), raw1 = _mm512_loadu_si512(qs + 64);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i half[2] = {_mm512_shuffle_i64x2(raw0, raw1, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_i64x2(raw0, raw1, _MM_SHUFFLE(3, 1, 3, 1))};
+    _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) {
+        w[v] = _mm512_and_si512(v >= 2 ? _mm512_srli_epi16(half[v % 2], 4) : half[v % 2], m4);
+        if (q5) {
+            const __m512i qh = _mm512_broadcast_i32x4(
+                _mm_loadu_si128((const __m128i *)(const void *)(blk + 16 + 16 * (v % 2))));
+            const long long one = 0x0001000100010001LL, o = v / 2;
+            const __m512i sh =
+                _mm512_setr_epi64(o * one, o * one, (2 + o) * one, (2 + o) * one, (4 + o) * one,
+                                  (4 + o) * one, (6 + o) * one, (6 + o) * one);
+            w[v] = _mm512_or_si512(
+                w[v], _mm512_slli_epi16(
+                          _mm512_and_si512(_mm512_srlv_epi16(qh, sh), _mm512_set1_epi8(1)), 4));
+        }
+    }
+}
+
+/* The 16-bit scales for vpdpwssd over vpackssdw(lo, hi): in chunk k, words
+ * 0-3 (lo's lanes) take sc_2k and words 4-7 (hi's) sc_2k+1, so 64-bit word
+ * i is scale i four times. sc8: the 8 scales in bytes 0-7. */
+static inline __attribute__((always_inline)) __m512i k45_scale_words(__m128i sc8) {
+    const long long one = 0x0001000100010001LL;
+    return _mm512_permutexvar_epi16(
+        _mm512_setr_epi64(0, one, 2 * one, 3 * one, 4 * one, 5 * one, 6 * one, 7 * one),
+        _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sc8)));
+}
+
+/* A super-block's 16 integer lanes from its code vectors w and scale
+ * words s against a token's 4 code vectors at xb. */
+static inline __attribute__((always_inline)) __m512i k45_isum(const __m512i w[4], __m512i s,
+                                                              const uint8_t *xb) {
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i lo = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, w[0], _mm512_loadu_si512(xb)),
+                                           w[1], _mm512_loadu_si512(xb + 64));
+    const __m512i hi =
+        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, w[2], _mm512_loadu_si512(xb + 128)), w[3],
+                            _mm512_loadu_si512(xb + 192));
+    return _mm512_dpwssd_epi32(z, _mm512_packs_epi32(lo, hi), s);
+}
+
+/* k45: codes in the q4_k/q5_k lane layout (64-byte vector v, 16-byte chunk
+ * k: sub-block 2k + v / 2, elements 0-15 for even v, 16-31 for odd v; see
+ * k45_vecs), else in element order (q6_k). The sums are by sub-block either
+ * way. For k45, d_x is stored four times (XK_D .. XK_D + 15) for the
+ * minimums' four-super-block step. */
 static void quantize_xk(const float *x, int64_t n, uint8_t *out, int k45) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / 256; b++, x += 256, out += XK_BYTES) {
@@ -1126,39 +1211,16 @@ static void quantize_xk(const float *x, int64_t n, uint8_t *out, int k45) {
         int16_t s16[16];
         for (int k = 0; k < 16; k++) {
             __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), vi));
-            const int sub = k / 2, pos = k45 ? 2 * (sub % 2) + (sub / 2) % 2 + 4 * (sub / 4) : sub;
-            _mm_storeu_si128((__m128i *)(void *)(out + 32 * pos + 16 * (k % 2)),
-                             _mm512_cvtepi32_epi8(q));
+            const int sub = k / 2, half = k % 2;
+            const size_t at =
+                k45 ? (size_t)(64 * (2 * (sub % 2) + half) + 16 * (sub / 2)) : (size_t)(16 * k);
+            _mm_storeu_si128((__m128i *)(void *)(out + at), _mm512_cvtepi32_epi8(q));
             s16[k] = (int16_t)_mm512_reduce_add_epi32(q);
         }
         slm_xk_finish(out, s16, d);
+        if (k45)
+            for (int j = 1; j < 4; j++) memcpy(out + XK_D + 4 * j, &d, sizeof d);
     }
-}
-
-/* The lanes of acc, then of accm, in one fixed order (both paths call it). */
-static inline __attribute__((always_inline)) float k8_finish(__m512 acc, __m128 accm) {
-    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    return _mm512_reduce_add_ps(acc) + _mm_cvtss_f32(m);
-}
-
-/* Code vector v of a q4_k/q5_k super-block, 64 unsigned codes: sub-block
- * k45_sub(v, 0) then k45_sub(v, 1), (+ bit 4 from the high-bit plane for
- * q5_k: bit j of byte l is element l of sub-block j). */
-static inline __attribute__((always_inline)) __m512i k45_codes(const uint8_t *blk, int q5, int v) {
-    const __m512i raw = _mm512_loadu_si512(blk + (q5 ? 48 : 16) + 64 * (v / 2));
-    __m512i w = _mm512_and_si512(v % 2 ? _mm512_srli_epi16(raw, 4) : raw, _mm512_set1_epi8(0x0f));
-    if (q5) {
-        const __m512i qh =
-            _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)));
-        const __m512i sh =
-            _mm512_mask_blend_epi64((__mmask8)0xf0, _mm512_set1_epi16((short)k45_sub(v, 0)),
-                                    _mm512_set1_epi16((short)k45_sub(v, 1)));
-        w = _mm512_or_si512(
-            w,
-            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh), _mm512_set1_epi8(1)), 4));
-    }
-    return w;
 }
 
 /* Pair j2 of a q6_k super-block as 64 unsigned codes (0..63): half h = j2 / 2
@@ -1181,19 +1243,14 @@ static inline __attribute__((always_inline)) __m512i q6_codes(const uint8_t *blk
     return _mm512_or_si512(lo, hi);
 }
 
-/* Vector j2's 16-bit scales, word by word, from the super-block's scales as
- * words 0.. of `sc`: q4_k/q5_k words 0-15 get scale k45_sub(j2, 0), 16-31
- * k45_sub(j2, 1); q6_k (pair j2, element order) words 8g .. 8g + 7 get scale
+/* Pair j2's 16-bit scales (q6_k, element order), word by word, from the
+ * super-block's scales as words 0.. of `sc`: words 8g .. 8g + 7 get scale
  * 4 j2 + g. */
-static inline __attribute__((always_inline)) __m512i pair_scales(int q6, __m512i sc, int j2) {
-    const __m512i idx =
-        q6 ? _mm512_add_epi16(_mm512_setr_epi64(0, 0, 0x0001000100010001LL, 0x0001000100010001LL,
-                                                0x0002000200020002LL, 0x0002000200020002LL,
-                                                0x0003000300030003LL, 0x0003000300030003LL),
-                              _mm512_set1_epi16((short)(4 * j2)))
-           : _mm512_mask_blend_epi16((__mmask32)0xffff0000u,
-                                     _mm512_set1_epi16((short)k45_sub(j2, 0)),
-                                     _mm512_set1_epi16((short)k45_sub(j2, 1)));
+static inline __attribute__((always_inline)) __m512i q6_pair_scales(__m512i sc, int j2) {
+    const __m512i idx = _mm512_add_epi16(
+        _mm512_setr_epi64(0, 0, 0x0001000100010001LL, 0x0001000100010001LL, 0x0002000200020002LL,
+                          0x0002000200020002LL, 0x0003000300030003LL, 0x0003000300030003LL),
+        _mm512_set1_epi16((short)(4 * j2)));
     return _mm512_permutexvar_epi16(idx, sc);
 }
 
@@ -1205,107 +1262,130 @@ static inline __attribute__((always_inline)) __m512i q6_offset(__m512i isum, __m
     return _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
 }
 
-/* Decode: one row (q4_k/q5_k when !q6) against one quantized token. The
- * loops over the 4 code vectors are unrolled on purpose: left as a loop
- * (GCC does by default), each pass rebuilt the permute index, branched on
- * the nibble half and reloaded the codes, and the super-block took 30% longer
- * (2.26 -> 1.73 ns per 64 weights for q4_k in L2, docs/PERFORMANCE.md). */
-static inline __attribute__((always_inline)) float dot_k8_row(int q5, int q6, const uint8_t *row,
-                                                              const uint8_t *xk, int64_t n) {
-    const size_t bb = q6 ? 210 : q5 ? 176 : 144;
+/* Decode, q6_k: one row against one quantized token. The loop over the 4
+ * code vectors is unrolled on purpose: left as a loop (GCC does by
+ * default), each pass rebuilt the permute index, branched on the nibble
+ * half and reloaded the codes, and the super-block took 30% longer (2.26 ->
+ * 1.73 ns per 64 weights for q4_k in L2, docs/PERFORMANCE.md). */
+static float dot_q6_row(const uint8_t *row, const uint8_t *xk, int64_t n) {
     __m512 acc = _mm512_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++) {
+        const uint8_t *blk = row + (size_t)b * 210, *xb = xk + b * XK_BYTES;
+        for (size_t k = 0; k < 210; k += 64)
+            _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
+        const float dx = slm_xk_d(xb);
+        __m512i isum = _mm512_setzero_si512();
+        const __m256i sc16 =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
+        const __m512i sc = _mm512_castsi256_si512(sc16);
+        _Pragma("GCC unroll 4") for (int j2 = 0; j2 < 4; j2++) isum = _mm512_dpwssd_epi32(
+            isum, _mm512_maddubs_epi16(q6_codes(blk, j2), _mm512_loadu_si512(xb + 64 * j2)),
+            q6_pair_scales(sc, j2));
+        isum = q6_offset(isum, sc16, xb);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(half_to_f32(blk + 208) * dx),
+                              acc);
+    }
+    return k8_finish(acc, _mm_setzero_ps());
+}
+
+/* Decode, q4_k/q5_k: one row against one quantized token; the same integer
+ * lanes and float steps as tile_k45. */
+static inline __attribute__((always_inline)) float dot_k45_row(int q5, const uint8_t *row,
+                                                               const uint8_t *xk, int64_t n) {
+    const size_t bb = q5 ? 176 : 144;
+    __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++) {
         const uint8_t *blk = row + (size_t)b * bb, *xb = xk + b * XK_BYTES;
         for (size_t k = 0; k < bb; k += 64)
             _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
-        const float dx = slm_xk_d(xb);
-        __m512i isum = _mm512_setzero_si512();
-        if (q6) {
-            const __m256i sc16 =
-                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
-            const __m512i sc = _mm512_castsi256_si512(sc16);
-            _Pragma("GCC unroll 4") for (int j2 = 0; j2 < 4; j2++) isum = _mm512_dpwssd_epi32(
-                isum, _mm512_maddubs_epi16(q6_codes(blk, j2), _mm512_loadu_si512(xb + 64 * j2)),
-                pair_scales(1, sc, j2));
-            isum = q6_offset(isum, sc16, xb);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
-                                  _mm512_set1_ps(half_to_f32(blk + 208) * dx), acc);
-        } else {
-            __m128i sc8, mn8;
-            slm_x86_kscales(blk, &sc8, &mn8);
-            const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sc8));
-            _Pragma("GCC unroll 4") for (int j2 = 0; j2 < 4; j2++) isum = _mm512_dpwssd_epi32(
-                isum,
-                _mm512_maddubs_epi16(k45_codes(blk, q5, j2), _mm512_loadu_si512(xb + 64 * j2)),
-                pair_scales(0, sc, j2));
-            /* d * d_x and dmin * d_x from one conversion of both halves */
-            int32_t dm2;
-            memcpy(&dm2, blk, 4);
-            const __m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dm2)), _mm_set1_ps(dx));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dm), acc);
-            const __m128i ms =
-                _mm_madd_epi16(_mm_cvtepu8_epi16(mn8),
-                               _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32)));
-            accm = _mm_fmadd_ps(_mm_cvtepi32_ps(ms),
-                                _mm_xor_ps(_mm_permute_ps(dm, 0x55), _mm_set1_ps(-0.0f)), accm);
-        }
+        __m128i sc8, mn8;
+        slm_x86_kscales(blk, &sc8, &mn8);
+        __m512i w[4];
+        k45_vecs(blk, q5, w);
+        const __m512i isum = k45_isum(w, k45_scale_words(sc8), xb);
+        /* d * d_x and dmin * d_x from one conversion of both halves */
+        int32_t dm2;
+        memcpy(&dm2, blk, 4);
+        const __m128 dm =
+            _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dm2)), _mm_set1_ps(slm_xk_d(xb)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dm), acc);
+        const __m128i ms =
+            _mm_madd_epi16(_mm_cvtepu8_epi16(mn8),
+                           _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32)));
+        accm = _mm512_mask3_fmadd_ps(
+            _mm512_broadcast_f32x4(_mm_cvtepi32_ps(ms)),
+            _mm512_broadcastss_ps(_mm_xor_ps(_mm_permute_ps(dm, 0x55), _mm_set1_ps(-0.0f))), accm,
+            (__mmask16)(0xfu << (4 * (b % 4))));
     }
-    return k8_finish(acc, accm);
+    return k45_finish(acc, accm);
 }
 
-#define SLM_MATVEC_K8(NAME, Q5, Q6)                                                                \
-    static void NAME(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk, float *y) {   \
-        const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;                                  \
-        for (int64_t r = r0; r < r1; r++, row += W->row_bytes)                                     \
-            y[r] = dot_k8_row(Q5, Q6, row, xk, W->n_cols);                                         \
-    }
-SLM_MATVEC_K8(matvec_k8_q4_k, 0, 0)
-SLM_MATVEC_K8(matvec_k8_q5_k, 1, 0)
-SLM_MATVEC_K8(matvec_k8_q6_k, 0, 1)
-#undef SLM_MATVEC_K8
+static void matvec_k8_q4_k(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,
+                           float *y) {
+    const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
+    for (int64_t r = r0; r < r1; r++, row += W->row_bytes)
+        y[r] = dot_k45_row(0, row, xk, W->n_cols);
+}
+static void matvec_k8_q5_k(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,
+                           float *y) {
+    const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
+    for (int64_t r = r0; r < r1; r++, row += W->row_bytes)
+        y[r] = dot_k45_row(1, row, xk, W->n_cols);
+}
+static void matvec_k8_q6_k(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,
+                           float *y) {
+    const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
+    for (int64_t r = r0; r < r1; r++, row += W->row_bytes) y[r] = dot_q6_row(row, xk, W->n_cols);
+}
 
-/* Prefill: a row's super-blocks decoded into KP_BYTES each (codes and pair
- * scales exactly as dot_k8_row forms them). */
-static inline __attribute__((always_inline)) void pack_k8_row(int q5, int q6, const uint8_t *row,
-                                                              int64_t n, uint8_t *out) {
-    const size_t bb = q6 ? 210 : q5 ? 176 : 144;
+/* Prefill, q6_k: a row's super-blocks decoded into KP_BYTES each (codes and
+ * pair scales exactly as dot_q6_row forms them). */
+static void pack_k8_q6_k(const uint8_t *row, int64_t n, uint8_t *out) {
     for (int64_t b = 0; b < n / 256; b++, out += KP_BYTES) {
-        const uint8_t *blk = row + (size_t)b * bb;
-        __m512i sc;
-        float d, dmin = 0.0f;
+        const uint8_t *blk = row + (size_t)b * 210;
         memset(out + KP_D, 0, KP_BYTES - KP_D);
-        if (q6) {
-            const __m256i sc16 =
-                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
-            sc = _mm512_castsi256_si512(sc16);
-            _mm256_storeu_si256((__m256i *)(void *)(out + KP_SC16), sc16);
-            d = half_to_f32(blk + 208);
-        } else {
-            __m128i sc8, mn8;
-            slm_x86_kscales(blk, &sc8, &mn8);
-            sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sc8));
-            _mm_storeu_si128((__m128i *)(void *)(out + KP_MINS), _mm_cvtepu8_epi16(mn8));
-            d = half_to_f32(blk);
-            dmin = half_to_f32(blk + 2);
-        }
+        const __m256i sc16 =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
+        const __m512i sc = _mm512_castsi256_si512(sc16);
+        _mm256_storeu_si256((__m256i *)(void *)(out + KP_SC16), sc16);
+        const float d = half_to_f32(blk + 208);
         _Pragma("GCC unroll 4") for (int j2 = 0; j2 < 4; j2++) {
-            _mm512_storeu_si512(out + 64 * j2, q6 ? q6_codes(blk, j2) : k45_codes(blk, q5, j2));
-            _mm512_storeu_si512(out + KP_SCALES + 64 * j2, pair_scales(q6, sc, j2));
+            _mm512_storeu_si512(out + 64 * j2, q6_codes(blk, j2));
+            _mm512_storeu_si512(out + KP_SCALES + 64 * j2, q6_pair_scales(sc, j2));
         }
         memcpy(out + KP_D, &d, sizeof d);
-        memcpy(out + KP_DMIN, &dmin, sizeof dmin);
+    }
+}
+
+/* Prefill, q4_k/q5_k: a row decoded into kq_row_bytes (KQ_MAIN, KQ_GROUP). */
+static inline __attribute__((always_inline)) void pack_k45_row(int q5, const uint8_t *row,
+                                                               int64_t n, uint8_t *out) {
+    const size_t bb = q5 ? 176 : 144;
+    const int64_t nsb = n / 256;
+    uint8_t *grp = out + (size_t)nsb * KQ_MAIN;
+    memset(grp, 0, (size_t)((nsb + 3) / 4) * KQ_GROUP);
+    for (int64_t b = 0; b < nsb; b++, out += KQ_MAIN) {
+        const uint8_t *blk = row + (size_t)b * bb;
+        uint8_t *g = grp + (size_t)(b / 4) * KQ_GROUP;
+        const int c = (int)(b % 4);
+        __m128i sc8, mn8;
+        slm_x86_kscales(blk, &sc8, &mn8);
+        __m512i w[4];
+        k45_vecs(blk, q5, w);
+        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) _mm512_storeu_si512(out + 64 * v, w[v]);
+        _mm512_storeu_si512(out + KQ_SCALES, k45_scale_words(sc8));
+        _mm_storeu_si128((__m128i *)(void *)(g + 16 * c), _mm_cvtepu8_epi16(mn8));
+        _mm_storeu_ps((float *)(void *)(g + KQ_NDMIN + 16 * c), _mm_set1_ps(-half_to_f32(blk + 2)));
+        const float d = half_to_f32(blk);
+        memcpy(g + KQ_D + 4 * c, &d, sizeof d);
     }
 }
 
 static void pack_k8_q4_k(const uint8_t *row, int64_t n, uint8_t *out) {
-    pack_k8_row(0, 0, row, n, out);
+    pack_k45_row(0, row, n, out);
 }
 static void pack_k8_q5_k(const uint8_t *row, int64_t n, uint8_t *out) {
-    pack_k8_row(1, 0, row, n, out);
-}
-static void pack_k8_q6_k(const uint8_t *row, int64_t n, uint8_t *out) {
-    pack_k8_row(0, 1, row, n, out);
+    pack_k45_row(1, row, n, out);
 }
 
 static inline float kp_float(const uint8_t *p) {
@@ -1314,35 +1394,78 @@ static inline float kp_float(const uint8_t *p) {
     return f;
 }
 
-/* out[r * T + t] = row r . token t for R packed rows (w_row bytes apart) and
- * T quantized tokens (x_tok bytes apart) over nsb super-blocks. */
-static inline __attribute__((always_inline)) void tile_k8(const uint8_t *wp, size_t w_row,
-                                                          const uint8_t *xk, size_t x_tok,
-                                                          int64_t nsb, float *out, const int R,
-                                                          const int T, const int Q6) {
-    /* the minimums' part first (q4_k, q5_k), its sums kept meanwhile */
-    __m128 accm[X8_ROWS][X8_TOKS];
+/* Four super-blocks' 16-byte pieces (at p, `stride` apart; `nv` of them,
+ * the rest zero) as one vector, piece c in chunk c. */
+static inline __attribute__((always_inline)) __m512i k45_gather4(const uint8_t *p, size_t stride,
+                                                                 int nv) {
+    __m512i v = _mm512_setzero_si512();
+    for (int c = 0; c < nv; c++)
+        v = _mm512_mask_broadcast_i32x4(
+            v, (__mmask16)(0xfu << (4 * c)),
+            _mm_loadu_si128((const __m128i *)(const void *)(p + (size_t)c * stride)));
+    return v;
+}
+
+/* out[r * T + t] = row r . token t for R packed q4_k/q5_k rows (w_row bytes
+ * apart) and T quantized tokens (x_tok bytes apart) over nsb super-blocks:
+ * the minimums' part per four super-blocks, then the super-blocks. */
+static inline __attribute__((always_inline)) void tile_k45(const uint8_t *wp, size_t w_row,
+                                                           const uint8_t *xk, size_t x_tok,
+                                                           int64_t nsb, float *out, const int R,
+                                                           const int T) {
+    const uint8_t *grp = wp + (size_t)nsb * KQ_MAIN;
+    __m512 accm[X8_ROWS][X8_TOKS];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) accm[r][t] = _mm_setzero_ps();
-    if (!Q6) {
-        for (int64_t b = 0; b < nsb; b++) {
-            __m128i cs[X8_TOKS];
-            __m128 dx[X8_TOKS];
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) accm[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nsb; b += 4) {
+        const int nv = (int)(nsb - b < 4 ? nsb - b : 4);
+        const __mmask16 valid = (__mmask16)(nv == 4 ? 0xffffu : (1u << (4 * nv)) - 1u);
+        __m512i cs[X8_TOKS];
+        __m512 dx[X8_TOKS];
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+            const uint8_t *xb = xk + (size_t)t * x_tok + b * XK_BYTES;
+            cs[t] = k45_gather4(xb + XK_BSUM32, XK_BYTES, nv);
+            dx[t] = _mm512_castsi512_ps(k45_gather4(xb + XK_D, XK_BYTES, nv));
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *g = grp + (size_t)r * w_row + (size_t)(b / 4) * KQ_GROUP;
+            const __m512i mn = _mm512_loadu_si512(g);
+            const __m512 ndmin = _mm512_loadu_ps(g + KQ_NDMIN);
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) accm[r][t] =
+                _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(mn, cs[t])),
+                                      _mm512_mul_ps(ndmin, dx[t]), accm[r][t], valid);
+        }
+    }
+    __m512 acc[X8_ROWS][X8_TOKS];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nsb; b++) {
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *wb = wp + (size_t)r * w_row + b * KQ_MAIN;
+            const __m512i w[4] = {_mm512_loadu_si512(wb), _mm512_loadu_si512(wb + 64),
+                                  _mm512_loadu_si512(wb + 128), _mm512_loadu_si512(wb + 192)};
+            const __m512i s = _mm512_loadu_si512(wb + KQ_SCALES);
+            const __m512 d = _mm512_set1_ps(kp_float(
+                grp + (size_t)r * w_row + (size_t)(b / 4) * KQ_GROUP + KQ_D + 4 * (b % 4)));
             _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                 const uint8_t *xb = xk + (size_t)t * x_tok + b * XK_BYTES;
-                cs[t] = _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32));
-                dx[t] = _mm_set1_ps(slm_xk_d(xb));
-            }
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-                const uint8_t *wb = wp + (size_t)r * w_row + b * KP_BYTES;
-                const __m128i mn = _mm_loadu_si128((const __m128i *)(const void *)(wb + KP_MINS));
-                const __m128 dmin = _mm_set1_ps(kp_float(wb + KP_DMIN));
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) accm[r][t] = _mm_fmadd_ps(
-                    _mm_cvtepi32_ps(_mm_madd_epi16(mn, cs[t])),
-                    _mm_xor_ps(_mm_mul_ps(dmin, dx[t]), _mm_set1_ps(-0.0f)), accm[r][t]);
+                acc[r][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(k45_isum(w, s, xb)),
+                                    _mm512_mul_ps(d, _mm512_set1_ps(slm_xk_d(xb))), acc[r][t]);
             }
         }
     }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] =
+            k45_finish(acc[r][t], accm[r][t]);
+}
+
+/* out[r * T + t] = row r . token t for R packed q6_k rows (w_row bytes
+ * apart) and T quantized tokens (x_tok bytes apart) over nsb super-blocks. */
+static inline __attribute__((always_inline)) void tile_q6(const uint8_t *wp, size_t w_row,
+                                                          const uint8_t *xk, size_t x_tok,
+                                                          int64_t nsb, float *out, const int R,
+                                                          const int T) {
     __m512 acc[X8_ROWS][X8_TOKS];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
@@ -1367,10 +1490,9 @@ static inline __attribute__((always_inline)) void tile_k8(const uint8_t *wp, siz
             const __m512 d = _mm512_set1_ps(kp_float(wb + KP_D));
             _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                 const uint8_t *xb = xk + (size_t)t * x_tok + b * XK_BYTES;
-                __m512i is = isum[r][t];
-                if (Q6)
-                    is = q6_offset(
-                        is, _mm256_loadu_si256((const __m256i *)(const void *)(wb + KP_SC16)), xb);
+                const __m512i is = q6_offset(
+                    isum[r][t], _mm256_loadu_si256((const __m256i *)(const void *)(wb + KP_SC16)),
+                    xb);
                 acc[r][t] =
                     _mm512_fmadd_ps(_mm512_cvtepi32_ps(is),
                                     _mm512_mul_ps(d, _mm512_set1_ps(slm_xk_d(xb))), acc[r][t]);
@@ -1379,7 +1501,18 @@ static inline __attribute__((always_inline)) void tile_k8(const uint8_t *wp, siz
     }
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] =
-            k8_finish(acc[r][t], accm[r][t]);
+            k8_finish(acc[r][t], _mm_setzero_ps());
+}
+
+/* The tile table's shape: flag 0 q4_k/q5_k, 1 q6_k. */
+static inline __attribute__((always_inline)) void tile_k8(const uint8_t *wp, size_t w_row,
+                                                          const uint8_t *xk, size_t x_tok,
+                                                          int64_t nsb, float *out, const int R,
+                                                          const int T, const int Q6) {
+    if (Q6)
+        tile_q6(wp, w_row, xk, x_tok, nsb, out, R, T);
+    else
+        tile_k45(wp, w_row, xk, x_tok, nsb, out, R, T);
 }
 
 SLM_TILE_FNS_ALL(tile_k8, tile_k8_45, tile_k8_q6)
@@ -1409,8 +1542,8 @@ static void matmul_rows_k8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
         (q6 ? matvec_k8_q6_k : q5 ? matvec_k8_q5_k : matvec_k8_q4_k)(W, r0, r1, xq, Y);
         return;
     }
-    gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, (size_t)nsb * KP_BYTES,
-                (size_t)nsb * XK_BYTES, nsb, quant,
+    gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq,
+                q6 ? (size_t)nsb * KP_BYTES : kq_row_bytes(nsb), (size_t)nsb * XK_BYTES, nsb, quant,
                 q6   ? pack_k8_q6_k
                 : q5 ? pack_k8_q5_k
                      : pack_k8_q4_k,

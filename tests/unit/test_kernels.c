@@ -613,6 +613,9 @@ int main(void) {
             /* 32-blocks: several whole 4-block groups (avx512 q4_0 works in
              * quads of blocks) and one block over. */
             if (bs == 32) test_matmul_type(pv, pools, t, 13 * 32);
+            /* Super-blocks: two whole groups of four and one over (avx512
+             * sums the q4_k/q5_k minimums four super-blocks at a time). */
+            if (bs == 256) test_matmul_type(pv, pools, t, 9 * 256);
             test_matmul_many_tokens(pv, pools, t, bs == 1 ? 77 : 3 * (int64_t)bs);
             test_matmul_batch_sizes(pv, pools, t, bs == 1 ? 45 : (bs == 32 ? 5 : 2) * (int64_t)bs);
             test_matmul_guard(pv, pools[1], t, bs == 1 ? 45 : (bs == 32 ? 5 : 3) * (int64_t)bs);
