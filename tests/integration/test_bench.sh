@@ -122,7 +122,9 @@ stdout_has "decode" "compare.sh prints slm's side"
 
 # compare.sh with NODE_LLAMA_CPP: bench/llamacpp-node.mjs drives a stand-in
 # node-llama-cpp (fixed step times; no npm at test time) and compare.sh prints
-# llama.cpp's column and the P50-step row from it
+# llama.cpp's column and the P50-step row from it. Node's timers may fire a
+# little before their delay as measured by performance.now() (3.97 ms for a
+# 4 ms sleep was seen under load), so the bounds leave 5% for that.
 NODE=$(command -v node || true)
 if [[ -z $NODE ]]; then
   echo "SKIP part: node not found; the node-llama-cpp path of compare.sh was not run"
@@ -159,9 +161,9 @@ JSEOF
   check "llamacpp-node.mjs exit status" test $? -eq 0
   check "llamacpp-node.mjs rows" $PY -c "
 import json; rows = json.load(open('$TMPD/node.json'))
-assert rows[0]['n_gen'] == 0 and rows[0]['n_prompt'] == 20 and 200 < rows[0]['avg_ts'] <= 1000, rows
-assert rows[1]['n_gen'] == 6 and 10 < rows[1]['avg_ts'] <= 250, rows
-s = rows[2]; assert s['summary'] and s['threads'] == 1 and s['decode_p50_ms'] >= 4, s"
+assert rows[0]['n_gen'] == 0 and rows[0]['n_prompt'] == 20 and 200 < rows[0]['avg_ts'] <= 1050, rows
+assert rows[1]['n_gen'] == 6 and 10 < rows[1]['avg_ts'] <= 265, rows
+s = rows[2]; assert s['summary'] and s['threads'] == 1 and s['decode_p50_ms'] >= 3.8, s"
   expect_status 1 "llamacpp-node.mjs without the module" \
     "$NODE" "$SLM_SOURCE/bench/llamacpp-node.mjs" "$TMPD/none" "$M"
   stderr_has "cannot load node-llama-cpp" "llamacpp-node.mjs without the module"
