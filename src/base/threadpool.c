@@ -6,6 +6,20 @@
  * time: slm_pool_run must not be called on one pool from two threads at once,
  * nor from inside a job.
  *
+ * Shares, not threads: a job's range is cut into one share per thread, in
+ * order, as before, but a share is run by whichever thread claims it first.
+ * Each thread claims its own share first and then tries the others, so a
+ * worker that is not running when the job is published (descheduled, or
+ * away after a yield while another process had the core) no longer holds
+ * the step up: the caller runs its share once its own is done, and the late
+ * worker finds nothing left. A share's range does not depend on who runs
+ * it, so results are the same as with the fixed assignment; the thread index
+ * passed to the job is the runner's (it selects per-thread scratch).
+ * A share is claimed by a compare-and-swap of its slot from generation g - 1
+ * to g (every share of a job is claimed exactly once, so all slots hold
+ * g - 1 when job g is published); a worker that saw an older generation
+ * fails the swap and never reads the newer job's fields.
+ *
  * Memory ordering: the caller writes the job fields with plain stores, then
  * publishes them with a seq_cst increment of `generation`; workers read the
  * fields only after observing the new generation. Workers' writes are made
@@ -49,6 +63,12 @@
 
 #define SLM_CACHELINE 64
 
+/* One share's claim slot: the generation of the last job whose share it
+ * was claimed in. */
+typedef struct slm_claim {
+    _Alignas(SLM_CACHELINE) atomic_ullong gen;
+} slm_claim;
+
 typedef struct slm_worker {
     slm_pool *pool;
     int index;
@@ -65,11 +85,12 @@ struct slm_pool {
     void *ctx;
     int64_t n;
     int64_t grain;
-    int stop;
+    atomic_int stop;
+    slm_claim *claims; /* n_threads slots */
 
     /* Hot atomics on their own cache lines: workers poll `generation`, the
      * caller polls `pending`. */
-    _Alignas(SLM_CACHELINE) atomic_uint generation;
+    _Alignas(SLM_CACHELINE) atomic_ullong generation;
     _Alignas(SLM_CACHELINE) atomic_int pending;
     _Alignas(SLM_CACHELINE) atomic_int n_sleeping_workers;
     atomic_int caller_sleeping;
@@ -90,9 +111,16 @@ static void thread_range(int64_t n, int64_t grain, int n_threads, int t, int64_t
     *i1 = b < n ? b : n;
 }
 
-static void run_share(slm_pool *p, int t) {
+/* Share s of job `gen`, run by thread t if it claims it first. */
+static int claim_share(slm_pool *p, int s, unsigned long long gen) {
+    unsigned long long expect = gen - 1;
+    if (atomic_load_explicit(&p->claims[s].gen, memory_order_relaxed) != expect) return 0;
+    return atomic_compare_exchange_strong(&p->claims[s].gen, &expect, gen);
+}
+
+static void run_share(slm_pool *p, int s, int t) {
     int64_t i0, i1;
-    thread_range(p->n, p->grain, p->n_threads, t, &i0, &i1);
+    thread_range(p->n, p->grain, p->n_threads, s, &i0, &i1);
     if (i0 < i1) p->fn(p->ctx, i0, i1, t);
 }
 
@@ -120,16 +148,28 @@ static int spin_more(spinner *s) {
     return now < s->deadline_ms;
 }
 
+/* Thread t's own share first, then any share still unclaimed; each one
+ * run is counted off `pending`. */
+static void run_shares(slm_pool *p, unsigned long long gen, int t) {
+    for (int k = 0; k < p->n_threads; k++) {
+        int s = (t + k) % p->n_threads;
+        if (claim_share(p, s, gen)) {
+            run_share(p, s, t);
+            finish_share(p);
+        }
+    }
+}
+
 /* Waits until `generation` differs from `seen`; returns the new value. */
-static unsigned wait_generation(slm_pool *p, unsigned seen) {
+static unsigned long long wait_generation(slm_pool *p, unsigned long long seen) {
     spinner sp = {0, 0};
     do {
-        unsigned g = atomic_load_explicit(&p->generation, memory_order_acquire);
+        unsigned long long g = atomic_load_explicit(&p->generation, memory_order_acquire);
         if (g != seen) return g;
     } while (spin_more(&sp));
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->n_sleeping_workers, 1);
-    unsigned g;
+    unsigned long long g;
     while ((g = atomic_load(&p->generation)) == seen) pthread_cond_wait(&p->cv_work, &p->mu);
     atomic_fetch_sub(&p->n_sleeping_workers, 1);
     pthread_mutex_unlock(&p->mu);
@@ -141,12 +181,11 @@ static void *worker_main(void *arg) {
     slm_pool *p = w->pool;
     /* Generation 0 is the pool's initial value, not read from the counter: a
      * job may already have been published before this thread got to run. */
-    unsigned seen = 0;
+    unsigned long long seen = 0;
     for (;;) {
         seen = wait_generation(p, seen);
-        if (p->stop) break;
-        run_share(p, w->index);
-        finish_share(p);
+        if (atomic_load(&p->stop)) break;
+        run_shares(p, seen, w->index);
     }
     return NULL;
 }
@@ -163,22 +202,24 @@ static void wait_done(slm_pool *p) {
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Publishes the job fields already written and wakes sleeping workers. */
-static void publish(slm_pool *p) {
-    atomic_store(&p->pending, p->n_threads - 1);
-    atomic_fetch_add(&p->generation, 1);
+/* Publishes the job fields already written and wakes sleeping workers;
+ * returns the job's generation. */
+static unsigned long long publish(slm_pool *p) {
+    atomic_store(&p->pending, p->n_threads);
+    unsigned long long gen = atomic_fetch_add(&p->generation, 1) + 1;
     if (atomic_load(&p->n_sleeping_workers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->cv_work);
         pthread_mutex_unlock(&p->mu);
     }
+    return gen;
 }
 
 static void stop_workers(slm_pool *p) {
     if (p->n_started == 0) return;
     /* Workers leave without touching `pending`; joining is the wait. */
-    p->stop = 1;
-    publish(p);
+    atomic_store(&p->stop, 1);
+    (void)publish(p);
     for (int i = 0; i < p->n_started; i++) pthread_join(p->workers[i].thread, NULL);
     p->n_started = 0;
 }
@@ -198,7 +239,8 @@ slm_status slm_pool_new(int n_threads, slm_pool **out) {
     p->ctx = NULL;
     p->n = 0;
     p->grain = 1;
-    p->stop = 0;
+    atomic_init(&p->stop, 0);
+    p->claims = NULL;
     atomic_init(&p->generation, 0);
     atomic_init(&p->pending, 0);
     atomic_init(&p->n_sleeping_workers, 0);
@@ -220,7 +262,10 @@ slm_status slm_pool_new(int n_threads, slm_pool **out) {
     }
     if (n_threads > 1) {
         p->workers = calloc((size_t)n_threads - 1, sizeof *p->workers);
-        if (!p->workers) {
+        p->claims = aligned_alloc(SLM_CACHELINE, (size_t)n_threads * sizeof *p->claims);
+        if (p->claims)
+            for (int i = 0; i < n_threads; i++) atomic_init(&p->claims[i].gen, 0);
+        if (!p->workers || !p->claims) {
             slm_pool_free(p);
             return slm_fail(SLM_ERR_NOMEM, "thread pool: out of memory");
         }
@@ -245,6 +290,7 @@ void slm_pool_free(slm_pool *p) {
     if (!p) return;
     stop_workers(p);
     free(p->workers);
+    free(p->claims);
     pthread_cond_destroy(&p->cv_done);
     pthread_cond_destroy(&p->cv_work);
     pthread_mutex_destroy(&p->mu);
@@ -267,8 +313,7 @@ void slm_pool_run(slm_pool *p, int64_t n, int64_t grain, slm_pool_fn fn, void *c
     p->ctx = ctx;
     p->n = n;
     p->grain = grain;
-    publish(p);
-    run_share(p, 0);
+    run_shares(p, publish(p), 0);
     wait_done(p);
 }
 
