@@ -1079,17 +1079,17 @@ static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const 
  * for q6_k) by a small integer times the super-block's f16 d. With the
  * activations quantized per 256 elements instead of per 32 (one d_x per
  * super-block, llama.cpp's Q8_K choice), a super-block's whole dot product
- * is an integer: sum_j scale_j * sum(q * c) over its sub-blocks (vpmaddubsw
- * of the unsigned codes q with the signed codes c, then vpdpwssd with the
- * 16-bit scales), with the offsets and minimums folded in through the
- * activations' per-sub-block code sums:
+ * is an integer: sum_j scale_j * sum(q * c) over its sub-blocks (q6_k:
+ * vpmaddubsw of the unsigned codes q with the signed codes c, then vpdpwssd
+ * with the 16-bit scales; q4_k/q5_k: see below), with the offsets and
+ * minimums folded in through the activations' per-sub-block code sums:
  *    q4_k, q5_k: d * sum_j sc_j (q . c)_j  -  dmin * sum_j mn_j csum32_j
  *    q6_k:       d * sum_j sc_j ((q . c)_j - 32 csum16_j)
  * (times d_x). The float work is then one convert and FMA per super-block
- * (and a 4-lane FMA for the minimums) instead of one per 64 weights:
+ * (and an FMA for the minimums) instead of one per 64 weights:
  *    acc  = fma(float(isum), d * d_x, acc)          16 lanes
- *    accm = fma(float(msum), -(dmin * d_x), accm)   4 lanes (q4_k, q5_k)
- * and k8_finish sums the lanes in a fixed order. The integer parts are
+ *    accm = fma(float(msum), -(dmin * d_x), accm)   (q4_k, q5_k)
+ * and k8_finish / k45_finish sum the lanes in a fixed order. The integer parts are
  * exact (|isum| < 2^25), so decode (weights decoded in registers) and
  * prefill (rows decoded once into L1, register tiles) give a token the same
  * bits alone and in any batch. The activation rounding is now up to half a
@@ -1266,7 +1266,8 @@ static inline __attribute__((always_inline)) __m512i q6_offset(__m512i isum, __m
  * code vectors is unrolled on purpose: left as a loop (GCC does by
  * default), each pass rebuilt the permute index, branched on the nibble
  * half and reloaded the codes, and the super-block took 30% longer (2.26 ->
- * 1.73 ns per 64 weights for q4_k in L2, docs/PERFORMANCE.md). */
+ * 1.73 ns per 64 weights when q4_k had the same loop, in L2,
+ * docs/PERFORMANCE.md). */
 static float dot_q6_row(const uint8_t *row, const uint8_t *xk, int64_t n) {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++) {
