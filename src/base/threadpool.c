@@ -111,7 +111,7 @@ static void thread_range(int64_t n, int64_t grain, int n_threads, int t, int64_t
     *i1 = b < n ? b : n;
 }
 
-/* Share s of job `gen`, run by thread t if it claims it first. */
+/* Claims share s of job `gen` for the calling thread: 1 if it got it. */
 static int claim_share(slm_pool *p, int s, unsigned long long gen) {
     unsigned long long expect = gen - 1;
     if (atomic_load_explicit(&p->claims[s].gen, memory_order_relaxed) != expect) return 0;

@@ -1089,7 +1089,7 @@ static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const 
  * (and an FMA for the minimums) instead of one per 64 weights:
  *    acc  = fma(float(isum), d * d_x, acc)          16 lanes
  *    accm = fma(float(msum), -(dmin * d_x), accm)   (q4_k, q5_k)
- * and k8_finish / k45_finish sum the lanes in a fixed order. The integer parts are
+ * and the lanes are summed in a fixed order (k45_finish). The integer parts are
  * exact (|isum| < 2^25), so decode (weights decoded in registers) and
  * prefill (rows decoded once into L1, register tiles) give a token the same
  * bits alone and in any batch. The activation rounding is now up to half a
@@ -1132,13 +1132,6 @@ static inline size_t kq_row_bytes(int64_t nsb) {
 /* The lanes of acc, then of accm (q4_k, q5_k: both paths call it). */
 static inline __attribute__((always_inline)) float k45_finish(__m512 acc, __m512 accm) {
     return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(accm);
-}
-
-/* The lanes of acc, then of accm, in one fixed order (q6_k; both paths). */
-static inline __attribute__((always_inline)) float k8_finish(__m512 acc, __m128 accm) {
-    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    return _mm512_reduce_add_ps(acc) + _mm_cvtss_f32(m);
 }
 
 /* The 4 code vectors of a q4_k/q5_k super-block, 64 unsigned codes each:
@@ -1268,7 +1261,8 @@ static inline __attribute__((always_inline)) __m512i q6_offset(__m512i isum, __m
  * half and reloaded the codes, and the super-block took 30% longer (2.26 ->
  * 1.73 ns per 64 weights when q4_k had the same loop, in L2,
  * docs/PERFORMANCE.md). */
-static float dot_q6_row(const uint8_t *row, const uint8_t *xk, int64_t n) {
+static inline __attribute__((always_inline)) float dot_q6_row(const uint8_t *row, const uint8_t *xk,
+                                                              int64_t n) {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++) {
         const uint8_t *blk = row + (size_t)b * 210, *xb = xk + b * XK_BYTES;
@@ -1286,7 +1280,7 @@ static float dot_q6_row(const uint8_t *row, const uint8_t *xk, int64_t n) {
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(half_to_f32(blk + 208) * dx),
                               acc);
     }
-    return k8_finish(acc, _mm_setzero_ps());
+    return _mm512_reduce_add_ps(acc);
 }
 
 /* Decode, q4_k/q5_k: one row against one quantized token; the same integer
@@ -1321,23 +1315,16 @@ static inline __attribute__((always_inline)) float dot_k45_row(int q5, const uin
     return k45_finish(acc, accm);
 }
 
-static void matvec_k8_q4_k(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,
-                           float *y) {
-    const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
-    for (int64_t r = r0; r < r1; r++, row += W->row_bytes)
-        y[r] = dot_k45_row(0, row, xk, W->n_cols);
-}
-static void matvec_k8_q5_k(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,
-                           float *y) {
-    const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
-    for (int64_t r = r0; r < r1; r++, row += W->row_bytes)
-        y[r] = dot_k45_row(1, row, xk, W->n_cols);
-}
-static void matvec_k8_q6_k(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk,
-                           float *y) {
-    const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
-    for (int64_t r = r0; r < r1; r++, row += W->row_bytes) y[r] = dot_q6_row(row, xk, W->n_cols);
-}
+/* Decode over rows r0..r1 with one of the row kernels above. */
+#define SLM_MATVEC_K8(NAME, DOT)                                                                   \
+    static void NAME(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xk, float *y) {   \
+        const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;                                  \
+        for (int64_t r = r0; r < r1; r++, row += W->row_bytes) y[r] = DOT;                         \
+    }
+SLM_MATVEC_K8(matvec_k8_q4_k, dot_k45_row(0, row, xk, W->n_cols))
+SLM_MATVEC_K8(matvec_k8_q5_k, dot_k45_row(1, row, xk, W->n_cols))
+SLM_MATVEC_K8(matvec_k8_q6_k, dot_q6_row(row, xk, W->n_cols))
+#undef SLM_MATVEC_K8
 
 /* Prefill, q6_k: a row's super-blocks decoded into KP_BYTES each (codes and
  * pair scales exactly as dot_q6_row forms them). */
@@ -1502,7 +1489,7 @@ static inline __attribute__((always_inline)) void tile_q6(const uint8_t *wp, siz
     }
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] =
-            k8_finish(acc[r][t], _mm_setzero_ps());
+            _mm512_reduce_add_ps(acc[r][t]);
 }
 
 /* The tile table's shape: flag 0 q4_k/q5_k, 1 q6_k. */
