@@ -10,7 +10,9 @@
  * of --mib MiB (default 512, streamed from memory), on 1 and N threads, in
  * GB/s of weights read and ns per 64 weights. With AVX-512 it first prints
  * the per-core issue rate of 512-bit FMA and VNNI vpdpbusd and the latency
- * of a dependent FMA, the instructions the int8 kernels are built from. */
+ * of a dependent FMA, the instructions the int8 kernels are built from, and
+ * the rate of vpdpbusd paired with a multiply, FMA, convert, unpack or add:
+ * which of them compete with it for a pipe. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,7 @@
 double kb_fma_per_ns(int64_t iters);
 double kb_dpbusd_per_ns(int64_t iters);
 double kb_fma_latency_ns(int64_t iters);
+double kb_dpbusd_with_per_ns(int other, int64_t iters);
 #endif
 
 static void usage(void) {
@@ -152,6 +155,12 @@ int main(int argc, char **argv) {
         printf("per core: 512-bit FMA %.2f/ns, vpdpbusd %.2f/ns (independent chains); "
                "dependent FMA %.2f ns\n",
                kb_fma_per_ns(20000000), kb_dpbusd_per_ns(20000000), kb_fma_latency_ns(100000000));
+        static const char *const other[] = {"multiply", "FMA", "convert", "unpack", "add"};
+        printf("vpdpbusd + one of each, pairs/ns (near the vpdpbusd rate: separate pipes; near "
+               "half: shared):");
+        for (int k = 0; k < 5; k++)
+            printf(" %s %.2f", other[k], kb_dpbusd_with_per_ns(k, 20000000));
+        printf("\n");
     }
 #endif
     slm_pool *pools[2];

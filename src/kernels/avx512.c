@@ -821,24 +821,35 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
  * are arranged as two registers instead: A holds elements 0-15 of each block
  * (q4_0: the low nibbles of its 16 code bytes), B elements 16-31 (the high
  * nibbles), block j in bytes 16j..16j+15 of both. A lane then covers
- * elements 4i..4i+3 and 16+4i..16+4i+3 of one block (4 lanes per block), its
- * exact integer sum is two chained vpdpbusd, and the float step (convert,
- * scale d_w * d_x, FMA) runs once per 128 elements: 5 operations per (row,
- * token, quad) instead of 8 in the prefill tiles. Per lane:
- *    acc = fma(float(sum over its 8 elements of w * c), d_w * d_x, acc)
- * quads in order, then one horizontal sum. Decode takes the unsigned codes
- * u = w + offset (q4_0's stored nibbles, offset 8; q8_0's codes with the
- * sign bit flipped, offset 128) straight from the row with the offset folded
- * into the token side (as dot_x8_row does); prefill packs rows as signed w
- * into L1 and tokens as unsigned c + 128. Both compute the same integers and
- * the same float operations, so a token gets the same bits either way. A row
- * whose block count is not a multiple of 4 ends in a quad read with masked
- * loads, its missing blocks zero codes and scales (the token side has zero
- * codes and d_x there). */
-#define QUAD_RAW_Q4_0 72 /* four q4_0 blocks */
-#define QUAD_XP 192      /* token, prefill: A and B codes + 128, 16 lanes of d_x */
-#define QUAD_AUX 256     /* token, decode: A and B codes, 16 lanes of init, of d_x */
-#define QUAD_WP 256      /* row, prefill: A and B codes w, 16 lanes of init, of d_w */
+ * elements 4i..4i+3 and 16+4i..16+4i+3 of one block (4 lanes per block) and
+ * its exact integer sum is two chained vpdpbusd.
+ *
+ * Quads go in pairs (256 elements), and the prefill tiles take tokens in
+ * pairs too: the four 16-lane sums of (token t, quad p) for t, p in {0, 1}
+ * are transposed (quad_transpose: unpacks and adds) so that lane 4j + 2t + p
+ * holds the exact sum of block j of quad p for token t, and the float step
+ * (convert, scale d_w * d_x, FMA) runs once per (row, token pair, quad
+ * pair): per (row, token) and 256 elements 4 vpdpbusd, half a multiply and
+ * half an FMA, instead of 4 and 2 and 2. vpdpbusd, the multiply and the
+ * FMA share one pipe here, and that pipe bounds the tiles. Per lane:
+ *    acc = fma(float(block sum), d_w * d_x, acc)
+ * quad pairs in order, then quad_finish: the two quads' lanes of a block,
+ * then the blocks in order. Scales are laid out the same way (d_w and d_x
+ * of block j of quad p in lanes 4j + p and 4j + 2 + p).
+ * Decode has one token: it takes the unsigned codes u = w + offset (q4_0's
+ * stored nibbles, offset 8; q8_0's codes with the sign bit flipped, offset
+ * 128) straight from the row, with the offset folded into the token side (as
+ * dot_x8_row does), and fills lanes 4j + p (and 4j + 2 + p with the same)
+ * with a shorter transpose; prefill packs rows as signed w into L1 and
+ * tokens as unsigned c + 128. Both compute the same integers and the same
+ * float operations in each lane, so a token gets the same bits either way.
+ * A row whose block count is not a multiple of 8 ends in a pair with zero
+ * codes and scales past its end (the token side has zero codes and d_x
+ * there). */
+#define QUAD_RAW_Q4_0 72        /* four q4_0 blocks */
+#define QUAD_XP (2 * 128 + 64)  /* token, prefill, per quad pair: A, B codes + 128 each; d_x */
+#define QUAD_AUX (2 * 192 + 64) /* token, decode, per quad pair: A, B codes, init each; d_x */
+#define QUAD_WP (2 * 128 + 128) /* row, prefill, per quad pair: a, b codes w each; init; d_w */
 
 static int quad_type(uint32_t type) {
     return (type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q8_0) && has_vnni();
@@ -854,6 +865,11 @@ static inline int quad_off(uint32_t type) {
     return type == SLM_TYPE_Q8_0 ? 128 : 8;
 }
 
+/* Pairs of quads in a row of n elements. */
+static inline int64_t quad_pairs(int64_t n) {
+    return (n / 32 + 7) / 8;
+}
+
 /* The 64 code bytes of a quad of `have` blocks (the rest read as zero),
  * block j in bytes 16j.. (nibbles unsplit). */
 static inline __m512i quad_bytes(const uint8_t *raw, int have) {
@@ -867,19 +883,20 @@ static inline __m512i quad_bytes(const uint8_t *raw, int have) {
     return _mm512_inserti32x4(v, b[3], 3);
 }
 
-/* d_w of a quad's blocks, block j in lanes 4j..4j+3 (f16 at the start of
- * each block; zero past `have`). */
-static inline __m512 quad_scales(uint32_t type, const uint8_t *raw, int have) {
-    if (type != SLM_TYPE_Q8_0) {
+/* d_w of quad p's blocks (`have` of them) merged into the low 16 words (f16)
+ * of s: block j's in words 4j + p and 4j + 2 + p (zero past `have`). */
+static inline __attribute__((always_inline)) __m512i
+quad_scales_into(uint32_t type, const uint8_t *raw, int have, int p, __m512i s) {
+    const __mmask32 lanes = (__mmask32)(0x5555u << p);
+    if (type != SLM_TYPE_Q8_0) { /* word 9j of the quad is block j's d */
         static const uint16_t words[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
-        const __m512i idx = _mm512_loadu_si512(words);
         const __m512i v = have >= 4
                               ? _mm512_loadu_si512(raw)
                               : _mm512_maskz_loadu_epi8(((__mmask64)1 << (18 * have)) - 1, raw);
-        return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, v)));
+        return _mm512_mask_permutexvar_epi16(s, lanes, _mm512_loadu_si512(words), v);
     }
+    /* q8_0: word 17j */
     static const uint16_t words[32] = {0, 0, 0, 0, 17, 17, 17, 17, 34, 34, 34, 34, 51, 51, 51, 51};
-    const __m512i idx = _mm512_loadu_si512(words);
     __m512i v0, v1;
     if (have >= 4) {
         v0 = _mm512_loadu_si512(raw);
@@ -890,7 +907,8 @@ static inline __m512 quad_scales(uint32_t type, const uint8_t *raw, int have) {
             _mm512_maskz_loadu_epi8(bytes >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << bytes) - 1, raw);
         v1 = _mm512_maskz_loadu_epi8(bytes > 64 ? ((__mmask64)1 << (bytes - 64)) - 1 : 0, raw + 64);
     }
-    return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(v0, idx, v1)));
+    return _mm512_mask_mov_epi16(s, lanes,
+                                 _mm512_permutex2var_epi16(v0, _mm512_loadu_si512(words), v1));
 }
 
 /* A quad's unsigned codes u = w + quad_off(type) as the two registers A
@@ -915,71 +933,139 @@ static inline __attribute__((always_inline)) void quad_codes(uint32_t type, cons
     *b = _mm512_xor_si512(_mm512_shuffle_i64x2(z01, z23, _MM_SHUFFLE(3, 1, 3, 1)), flip);
 }
 
-/* x (n a multiple of 32) into ceil(n / 128) quads (QUAD_XP bytes each). */
+/* Four 16-lane sums, each in lanes of 8 elements (4 lanes per block of a
+ * quad), transposed and added: lane 4j + k of the result is the exact sum of
+ * block j in i[k]. */
+static inline __attribute__((always_inline)) __m512i quad_transpose(const __m512i i[4]) {
+    const __m512i s01 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(i[0], i[1]), _mm512_unpackhi_epi32(i[0], i[1]));
+    const __m512i s23 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(i[2], i[3]), _mm512_unpackhi_epi32(i[2], i[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+}
+
+/* The same for i = {i0, i1, i0, i1}: lanes 4j + p and 4j + 2 + p get the sum
+ * of block j in i_p. */
+static inline __attribute__((always_inline)) __m512i quad_transpose2(__m512i i0, __m512i i1) {
+    const __m512i s =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(i0, i1), _mm512_unpackhi_epi32(i0, i1));
+    return _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));
+}
+
+/* A (row, token) at the end: the blocks' lanes added, (j0 + j2) + (j1 +
+ * j3), then the pair's two quads; token t's result in lane 2t. */
+static inline __m128 quad_finish(__m512 acc) {
+    const __m256 h =
+        _mm256_add_ps(_mm512_castps512_ps256(acc),
+                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+    const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    return _mm_add_ps(q, _mm_movehdup_ps(q));
+}
+
+/* x (n a multiple of 32) into quad_pairs(n) pairs (QUAD_XP bytes each). */
 static void quantize_xq(const float *x, int64_t n, uint8_t *out) {
-    const int64_t nb = n / 32, nq = (nb + 3) / 4;
-    for (int64_t q = 0; q < nq; q++) {
-        uint8_t *o = out + q * QUAD_XP;
-        float *dx = (float *)(void *)(o + 128);
-        for (int j = 0; j < 4; j++) {
-            const int64_t b = 4 * q + j;
-            float db = 0.0f;
-            if (b < nb) {
-                int32_t sum;
-                db = x8_block(x + 32 * b, o + 16 * j, o + 64 + 16 * j, &sum);
-            } else {
-                memset(o + 16 * j, 0x80, 16);
-                memset(o + 64 + 16 * j, 0x80, 16);
+    const int64_t nb = n / 32, np = quad_pairs(n);
+    for (int64_t g = 0; g < np; g++) {
+        uint8_t *o = out + g * QUAD_XP;
+        float *dx = (float *)(void *)(o + 256);
+        for (int p = 0; p < 2; p++)
+            for (int j = 0; j < 4; j++) {
+                const int64_t b = 8 * g + 4 * p + j;
+                float db = 0.0f;
+                if (b < nb) {
+                    int32_t sum;
+                    db =
+                        x8_block(x + 32 * b, o + 128 * p + 16 * j, o + 128 * p + 64 + 16 * j, &sum);
+                } else {
+                    memset(o + 128 * p + 16 * j, 0x80, 16);
+                    memset(o + 128 * p + 64 + 16 * j, 0x80, 16);
+                }
+                dx[4 * j + p] = dx[4 * j + 2 + p] = db;
             }
-            for (int k = 0; k < 4; k++) dx[4 * j + k] = db;
-        }
     }
 }
 
-/* The decode side of a quantized token: signed codes A and B, init = -offset
- * * (each lane's sum of its 8 codes), d_x. */
+/* The decode side of a quantized token: per quad signed codes A and B and
+ * init = -offset * (each lane's sum of its 8 codes), then the pair's d_x. */
 static void quad_aux(const uint8_t *xq, int64_t n, int offset, uint8_t *aux) {
-    const int64_t nq = (n / 32 + 3) / 4;
+    const int64_t np = quad_pairs(n);
     const __m512i flip = _mm512_set1_epi8((char)0x80), one = _mm512_set1_epi8(1);
-    for (int64_t q = 0; q < nq; q++, xq += QUAD_XP, aux += QUAD_AUX) {
-        __m512i a = _mm512_xor_si512(_mm512_loadu_si512(xq), flip);
-        __m512i b = _mm512_xor_si512(_mm512_loadu_si512(xq + 64), flip);
-        __m512i ls =
-            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), one, a), one, b);
-        _mm512_storeu_si512(aux, a);
-        _mm512_storeu_si512(aux + 64, b);
-        _mm512_storeu_si512(aux + 128, _mm512_mullo_epi32(ls, _mm512_set1_epi32(-offset)));
-        memcpy(aux + 192, xq + 128, 64);
+    for (int64_t g = 0; g < np; g++, xq += QUAD_XP, aux += QUAD_AUX) {
+        for (int p = 0; p < 2; p++) {
+            __m512i a = _mm512_xor_si512(_mm512_loadu_si512(xq + 128 * p), flip);
+            __m512i b = _mm512_xor_si512(_mm512_loadu_si512(xq + 128 * p + 64), flip);
+            __m512i ls =
+                _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), one, a), one, b);
+            _mm512_storeu_si512(aux + 192 * p, a);
+            _mm512_storeu_si512(aux + 192 * p + 64, b);
+            _mm512_storeu_si512(aux + 192 * p + 128,
+                                _mm512_mullo_epi32(ls, _mm512_set1_epi32(-offset)));
+        }
+        memcpy(aux + 384, xq + 256, 64);
     }
 }
 
-/* One quad of decode (`have` blocks, the rest zero). */
-static inline __attribute__((always_inline)) __m512
-quad_step(uint32_t type, const uint8_t *raw, int have, const uint8_t *aux, __m512 acc) {
+/* One quad of decode: its 16-lane sum (offset folded in by aux's init),
+ * and its d_w merged into s. */
+static inline __attribute__((always_inline)) __m512i
+quad_sum(uint32_t type, const uint8_t *raw, int have, const uint8_t *aux, int p, __m512i *s) {
     __m512i ua, ub;
     quad_codes(type, raw, have, &ua, &ub);
-    __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + 128), ua, _mm512_loadu_si512(aux));
-    s = _mm512_dpbusd_epi32(s, ub, _mm512_loadu_si512(aux + 64));
-    const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(aux + 192));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(quad_scales(type, raw, have), dx),
-                           acc);
+    *s = quad_scales_into(type, raw, have, p, *s);
+    return _mm512_dpbusd_epi32(
+        _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + 128), ua, _mm512_loadu_si512(aux)), ub,
+        _mm512_loadu_si512(aux + 64));
+}
+
+/* One pair of decode: quad 0 with have0 blocks, quad 1 with have1 (0: none). */
+static inline __attribute__((always_inline)) __m512
+quad_pair(uint32_t type, const uint8_t *raw, int have0, int have1, const uint8_t *aux, __m512 acc) {
+    __m512i s = _mm512_setzero_si512();
+    const __m512i i0 = quad_sum(type, raw, have0, aux, 0, &s);
+    const __m512i i1 = have1 ? quad_sum(type, raw + quad_raw(type), have1, aux + 192, 1, &s)
+                             : _mm512_setzero_si512();
+    const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(s));
+    const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(aux + 384));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(quad_transpose2(i0, i1)), _mm512_mul_ps(d, dx), acc);
 }
 
 static inline __attribute__((always_inline)) float quad_dot(uint32_t type, const uint8_t *row,
                                                             const uint8_t *aux, int64_t n) {
-    const int64_t nb = n / 32, full = nb / 4;
-    const size_t raw = quad_raw(type);
+    const int64_t nb = n / 32, full = nb / 8;
+    const size_t pair = 2 * quad_raw(type);
     __m512 acc = _mm512_setzero_ps();
-    for (int64_t q = 0; q < full; q++, row += raw, aux += QUAD_AUX) {
-        /* a quad is longer than a line: a prefetch for each line it spans,
-         * or some lines come in on demand (one prefetch per 72-byte q4_0
-         * quad left every ninth, and decode was slower than with pairs) */
-        for (size_t k = 0; k < raw; k += 64)
+    for (int64_t g = 0; g < full; g++, row += pair, aux += QUAD_AUX) {
+        /* a prefetch for each line the pair spans, or some lines come in on
+         * demand (one prefetch per 72-byte q4_0 quad left every ninth, and
+         * decode was slower than with pairs) */
+        for (size_t k = 0; k < pair; k += 64)
             _mm_prefetch((const char *)row + DECODE_PREFETCH + k, _MM_HINT_T0);
-        acc = quad_step(type, row, 4, aux, acc);
+        acc = quad_pair(type, row, 4, 4, aux, acc);
     }
-    if (nb % 4) acc = quad_step(type, row, (int)(nb % 4), aux, acc);
-    return _mm512_reduce_add_ps(acc);
+    switch (nb % 8) { /* the last pair, its block counts known here */
+    case 1:
+        acc = quad_pair(type, row, 1, 0, aux, acc);
+        break;
+    case 2:
+        acc = quad_pair(type, row, 2, 0, aux, acc);
+        break;
+    case 3:
+        acc = quad_pair(type, row, 3, 0, aux, acc);
+        break;
+    case 4:
+        acc = quad_pair(type, row, 4, 0, aux, acc);
+        break;
+    case 5:
+        acc = quad_pair(type, row, 4, 1, aux, acc);
+        break;
+    case 6:
+        acc = quad_pair(type, row, 4, 2, aux, acc);
+        break;
+    case 7:
+        acc = quad_pair(type, row, 4, 3, aux, acc);
+        break;
+    }
+    return _mm_cvtss_f32(quad_finish(acc));
 }
 
 #define SLM_QUAD_MATVEC(NAME, TYPE)                                                                \
@@ -992,23 +1078,36 @@ SLM_QUAD_MATVEC(quad_matvec_q4_0, SLM_TYPE_Q4_0)
 SLM_QUAD_MATVEC(quad_matvec_q8_0, SLM_TYPE_Q8_0)
 #undef SLM_QUAD_MATVEC
 
-/* A row's quads for the prefill tiles (QUAD_WP bytes each): signed codes w. */
+/* A row's pairs for the prefill tiles (QUAD_WP bytes each): per quad the
+ * signed codes w (A, B), then the pair's init, -128 * (the sum of block j
+ * of quad p's codes) in lanes 4j + p and 4j + 2 + p, and its d_w as floats
+ * laid out the same way (a quad past the row's end all zero). */
 static inline __attribute__((always_inline)) void quad_pack(uint32_t type, const uint8_t *row,
                                                             int64_t n, uint8_t *out) {
-    const int64_t nb = n / 32, nq = (nb + 3) / 4;
+    const int64_t nb = n / 32, nq = (nb + 3) / 4, np = quad_pairs(n);
     const __m512i off = _mm512_set1_epi8((char)quad_off(type)), hbit = _mm512_set1_epi8((char)0x80);
-    for (int64_t q = 0; q < nq; q++, row += quad_raw(type), out += QUAD_WP) {
-        const int have = nb - 4 * q >= 4 ? 4 : (int)(nb - 4 * q);
-        __m512i a, b;
-        quad_codes(type, row, have, &a, &b);
-        a = _mm512_sub_epi8(a, off);
-        b = _mm512_sub_epi8(b, off);
-        const __m512i ws =
-            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hbit, a), hbit, b);
-        _mm512_storeu_si512(out, a);
-        _mm512_storeu_si512(out + 64, b);
-        _mm512_storeu_si512(out + 128, _mm512_sub_epi32(_mm512_setzero_si512(), ws));
-        _mm512_storeu_ps((float *)(void *)(out + 192), quad_scales(type, row, have));
+    for (int64_t g = 0; g < np; g++, out += QUAD_WP) {
+        __m512i s = _mm512_setzero_si512(), ws[2];
+        for (int p = 0; p < 2; p++) {
+            const int64_t q = 2 * g + p;
+            __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
+            ws[p] = _mm512_setzero_si512();
+            if (q < nq) {
+                const int have = nb - 4 * q >= 4 ? 4 : (int)(nb - 4 * q);
+                const uint8_t *raw = row + (size_t)q * quad_raw(type);
+                quad_codes(type, raw, have, &a, &b);
+                a = _mm512_sub_epi8(a, off);
+                b = _mm512_sub_epi8(b, off);
+                ws[p] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hbit, a),
+                                            hbit, b);
+                s = quad_scales_into(type, raw, have, p, s);
+            }
+            _mm512_storeu_si512(out + 128 * p, a);
+            _mm512_storeu_si512(out + 128 * p + 64, b);
+        }
+        _mm512_storeu_si512(
+            out + 256, _mm512_sub_epi32(_mm512_setzero_si512(), quad_transpose2(ws[0], ws[1])));
+        _mm512_storeu_ps((float *)(void *)(out + 320), _mm512_cvtph_ps(_mm512_castsi512_si256(s)));
     }
 }
 static void quad_pack_q4_0(const uint8_t *row, int64_t n, uint8_t *out) {
@@ -1018,37 +1117,62 @@ static void quad_pack_q8_0(const uint8_t *row, int64_t n, uint8_t *out) {
     quad_pack(SLM_TYPE_Q8_0, row, n, out);
 }
 
-/* out[r * T + t] = row r . token t over nq quads (see tile_x8). */
+/* out[r * T + t] = row r . token t over np quad pairs (see tile_x8). Per
+ * pair of tokens and of quads, the rows' codes are loaded once and each row
+ * takes 8 vpdpbusd, a transpose, its init, and one convert, multiply and
+ * FMA. A last pair with one quad (TWO 0) skips the second. */
+static inline __attribute__((always_inline)) void
+tile_quad_pair(const uint8_t *wg, size_t w_row, const uint8_t *xg, size_t x_tok,
+               __m512 acc[X8_ROWS][2], const int R, const int T, const int TWO) {
+    _Pragma("GCC unroll 2") for (int tp = 0; tp < (T + 1) / 2; tp++) {
+        const int nt = T - 2 * tp < 2 ? T - 2 * tp : 2;
+        const uint8_t *xt = xg + (size_t)(2 * tp) * x_tok;
+        __m512i xa[2][2], xb[2][2]; /* [token][quad] */
+        _Pragma("GCC unroll 2") for (int t = 0; t < nt; t++)
+            _Pragma("GCC unroll 2") for (int p = 0; p < 1 + TWO; p++) {
+            xa[t][p] = _mm512_loadu_si512(xt + (size_t)t * x_tok + 128 * p);
+            xb[t][p] = _mm512_loadu_si512(xt + (size_t)t * x_tok + 128 * p + 64);
+        }
+        __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xt + 256));
+        if (nt == 2)
+            dx = _mm512_mask_loadu_ps(dx, 0xcccc, (const float *)(const void *)(xt + x_tok + 256));
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *wq = wg + (size_t)r * w_row;
+            __m512i i[4];
+            _Pragma("GCC unroll 2") for (int t = 0; t < 2; t++)
+                _Pragma("GCC unroll 2") for (int p = 0; p < 2; p++) i[2 * t + p] =
+                    t < nt && p <= TWO
+                        ? _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xa[t][p],
+                                                                  _mm512_loadu_si512(wq + 128 * p)),
+                                              xb[t][p], _mm512_loadu_si512(wq + 128 * p + 64))
+                        : _mm512_setzero_si512();
+            const __m512i tot = _mm512_add_epi32(quad_transpose(i), _mm512_loadu_si512(wq + 256));
+            const __m512 d = _mm512_loadu_ps((const float *)(const void *)(wq + 320));
+            acc[r][tp] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(d, dx), acc[r][tp]);
+        }
+    }
+}
+
 static inline __attribute__((always_inline)) void tile_quad(const uint8_t *wp, size_t w_row,
                                                             const uint8_t *xp, size_t x_tok,
                                                             int64_t nq, float *out, const int R,
                                                             const int T, const int unused) {
     (void)unused;
-    __m512 acc[X8_ROWS][X8_TOKS];
+    __m512 acc[X8_ROWS][2];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t q = 0; q < nq; q++, wp += QUAD_WP, xp += QUAD_XP) {
-        __m512i xa[X8_TOKS], xb[X8_TOKS];
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-            xa[t] = _mm512_loadu_si512(xp + (size_t)t * x_tok);
-            xb[t] = _mm512_loadu_si512(xp + (size_t)t * x_tok + 64);
-        }
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const uint8_t *wq = wp + (size_t)r * w_row;
-            const __m512i a = _mm512_loadu_si512(wq), b = _mm512_loadu_si512(wq + 64);
-            const __m512i init = _mm512_loadu_si512(wq + 128);
-            const __m512 s = _mm512_loadu_ps((const float *)(const void *)(wq + 192));
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-                __m512i i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, xa[t], a), xb[t], b);
-                __m512 dx =
-                    _mm512_loadu_ps((const float *)(const void *)(xp + (size_t)t * x_tok + 128));
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(s, dx), acc[r][t]);
-            }
-        }
+        _Pragma("GCC unroll 2") for (int tp = 0; tp < (T + 1) / 2; tp++) acc[r][tp] =
+            _mm512_setzero_ps();
+    const int64_t full = nq / 2;
+    for (int64_t g = 0; g < full; g++, wp += QUAD_WP, xp += QUAD_XP)
+        tile_quad_pair(wp, w_row, xp, x_tok, acc, R, T, 1);
+    if (nq % 2) tile_quad_pair(wp, w_row, xp, x_tok, acc, R, T, 0);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 2") for (int tp = 0; tp < (T + 1) / 2; tp++) {
+        float sums[4];
+        _mm_storeu_ps(sums, quad_finish(acc[r][tp]));
+        out[r * T + 2 * tp] = sums[0];
+        if (2 * tp + 1 < T) out[r * T + 2 * tp + 1] = sums[2];
     }
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] =
-            _mm512_reduce_add_ps(acc[r][t]);
 }
 
 SLM_TILE_FNS_ALL(tile_quad, tile_quad_a, tile_quad_b)
@@ -1058,8 +1182,8 @@ static const tile_fn TILE_QUAD[2][X8_ROWS][X8_TOKS] = SLM_TILE_TABLE(tile_quad_a
 static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                              int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                              float *scratch) {
-    const int64_t n = W->n_cols, nq = (n / 32 + 3) / 4;
-    const size_t w_row = (size_t)nq * QUAD_WP, x_tok = (size_t)nq * QUAD_XP;
+    const int64_t n = W->n_cols, np = quad_pairs(n);
+    const size_t w_row = (size_t)np * QUAD_WP, x_tok = (size_t)np * QUAD_XP;
     uint8_t *xq = (uint8_t *)scratch;
     if (n_tok == 1) {
         quantize_xq(X, n, xq);
@@ -1070,8 +1194,9 @@ static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const 
             quad_matvec_q4_0(W, r0, r1, xq + x_tok, Y);
         return;
     }
-    gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, w_row, x_tok, nq, quantize_xq,
-                W->type == SLM_TYPE_Q8_0 ? quad_pack_q8_0 : quad_pack_q4_0, TILE_QUAD[0]);
+    gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, w_row, x_tok, (n / 32 + 3) / 4,
+                quantize_xq, W->type == SLM_TYPE_Q8_0 ? quad_pack_q8_0 : quad_pack_q4_0,
+                TILE_QUAD[0]);
 }
 
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------
