@@ -242,8 +242,9 @@ static const gemm_fn GEMM[3][4][3] = {AVX512_GEMM_TABLE(gemm), AVX512_GEMM_TABLE
 #define AVX512_COL_BLOCK 2048
 
 /* ---- 8-bit activations: an int8 GEMM for the legacy block types (VNNI) -----
- * (q4_1, q5_0, q5_1; q4_0 and q8_0 work in quads of blocks and the k-quants
- * per super-block, both below.)
+ * (q4_1 and q5_1, the types with a minimum; q4_0, q5_0 and q8_0 work in
+ * quads of blocks and the k-quants per super-block, both below. The layout
+ * helpers still describe q5_0 as a legacy type.)
  * Each token's x is quantized once per matmul call (per thread: each thread
  * quantizes the same x the same way, so the result does not depend on the
  * thread count) into blocks of 32: int8 codes c = round(x / d_x) with
@@ -478,7 +479,6 @@ typedef void (*matvec_x8_fn)(const slm_matrix *W, int64_t r0, int64_t r1, const 
             y[r] = dot_x8_row(TYPE, row, xp, aux, W->n_cols);                                      \
     }
 SLM_MATVEC_X8(matvec_q4_1, SLM_TYPE_Q4_1)
-SLM_MATVEC_X8(matvec_q5_0, SLM_TYPE_Q5_0)
 SLM_MATVEC_X8(matvec_q5_1, SLM_TYPE_Q5_1)
 #undef SLM_MATVEC_X8
 
@@ -606,7 +606,6 @@ dot_x8_legacy_vbmi(uint32_t type, const legacy_idx *ix, const uint8_t *row, cons
             y[r] = dot_x8_legacy_vbmi(TYPE, &ix, row, xp, aux, W->n_cols);                         \
     }
 SLM_MATVEC_VBMI(matvec_vbmi_q4_1, SLM_TYPE_Q4_1)
-SLM_MATVEC_VBMI(matvec_vbmi_q5_0, SLM_TYPE_Q5_0)
 SLM_MATVEC_VBMI(matvec_vbmi_q5_1, SLM_TYPE_Q5_1)
 #undef SLM_MATVEC_VBMI
 
@@ -616,8 +615,6 @@ static matvec_x8_fn matvec_x8_for(uint32_t type) {
         switch (type) {
         case SLM_TYPE_Q4_1:
             return matvec_vbmi_q4_1;
-        case SLM_TYPE_Q5_0:
-            return matvec_vbmi_q5_0;
         case SLM_TYPE_Q5_1:
             return matvec_vbmi_q5_1;
         default:
@@ -627,8 +624,6 @@ static matvec_x8_fn matvec_x8_for(uint32_t type) {
     switch (type) {
     case SLM_TYPE_Q4_1:
         return matvec_q4_1;
-    case SLM_TYPE_Q5_0:
-        return matvec_q5_0;
     case SLM_TYPE_Q5_1:
         return matvec_q5_1;
     default:
@@ -651,7 +646,6 @@ typedef void (*pack_fn)(const uint8_t *row, int64_t n, uint8_t *out);
         }                                                                                          \
     }
 SLM_PACK_X8(pack_q4_1, SLM_TYPE_Q4_1)
-SLM_PACK_X8(pack_q5_0, SLM_TYPE_Q5_0)
 SLM_PACK_X8(pack_q5_1, SLM_TYPE_Q5_1)
 #undef SLM_PACK_X8
 
@@ -659,8 +653,6 @@ static pack_fn pack_x8_for(uint32_t type) {
     switch (type) {
     case SLM_TYPE_Q4_1:
         return pack_q4_1;
-    case SLM_TYPE_Q5_0:
-        return pack_q5_0;
     case SLM_TYPE_Q5_1:
         return pack_q5_1;
     default:
@@ -846,23 +838,25 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
  * A row whose block count is not a multiple of 8 ends in a pair with zero
  * codes and scales past its end (the token side has zero codes and d_x
  * there). */
-#define QUAD_RAW_Q4_0 72        /* four q4_0 blocks */
 #define QUAD_XP (2 * 128 + 64)  /* token, prefill, per quad pair: A, B codes + 128 each; d_x */
 #define QUAD_AUX (2 * 192 + 64) /* token, decode, per quad pair: A, B codes, init each; d_x */
 #define QUAD_WP (2 * 128 + 128) /* row, prefill, per quad pair: a, b codes w each; init; d_w */
 
 static int quad_type(uint32_t type) {
-    return (type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q8_0) && has_vnni();
+    return (type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q5_0 || type == SLM_TYPE_Q8_0) && has_vnni();
 }
 
-/* Bytes of a quad (four blocks) and the offset of the unsigned codes u = w
- * + offset used in decode: q4_0 stores q = w + 8; q8_0 codes are flipped to
- * w + 128. */
+/* Bytes of a block and of a quad (four blocks), and the offset of the
+ * unsigned codes u = w + offset used in decode: q4_0 stores q = w + 8, q5_0
+ * q = w + 16; q8_0 codes are flipped to w + 128. */
+static inline size_t quad_block(uint32_t type) {
+    return type == SLM_TYPE_Q8_0 ? 34 : type == SLM_TYPE_Q5_0 ? 22 : 18;
+}
 static inline size_t quad_raw(uint32_t type) {
-    return type == SLM_TYPE_Q8_0 ? 136 : QUAD_RAW_Q4_0;
+    return 4 * quad_block(type);
 }
 static inline int quad_off(uint32_t type) {
-    return type == SLM_TYPE_Q8_0 ? 128 : 8;
+    return type == SLM_TYPE_Q8_0 ? 128 : type == SLM_TYPE_Q5_0 ? 16 : 8;
 }
 
 /* Pairs of quads in a row of n elements. */
@@ -870,13 +864,14 @@ static inline int64_t quad_pairs(int64_t n) {
     return (n / 32 + 7) / 8;
 }
 
-/* The 64 code bytes of a quad of `have` blocks (the rest read as zero),
- * block j in bytes 16j.. (nibbles unsplit). */
-static inline __m512i quad_bytes(const uint8_t *raw, int have) {
+/* The 64 nibble bytes of a q4_0 or q5_0 quad of `have` blocks (the rest
+ * read as zero), block j in bytes 16j.. (nibbles unsplit); the 16 bytes
+ * start at `qs` in each block of `blk` bytes. */
+static inline __m512i quad_bytes(const uint8_t *raw, int have, size_t blk, size_t qs) {
     __m128i b[4];
     for (int j = 0; j < 4; j++)
-        b[j] = have >= 4 ? _mm_loadu_si128((const __m128i *)(const void *)(raw + 2 + 18 * j))
-                         : _mm_maskz_loadu_epi8(j < have ? 0xffff : 0, raw + 2 + 18 * j);
+        b[j] = have >= 4 ? _mm_loadu_si128((const __m128i *)(const void *)(raw + qs + blk * j))
+                         : _mm_maskz_loadu_epi8(j < have ? 0xffff : 0, raw + qs + blk * j);
     __m512i v = _mm512_castsi128_si512(b[0]);
     v = _mm512_inserti32x4(v, b[1], 1);
     v = _mm512_inserti32x4(v, b[2], 2);
@@ -888,7 +883,7 @@ static inline __m512i quad_bytes(const uint8_t *raw, int have) {
 static inline __attribute__((always_inline)) __m512i
 quad_scales_into(uint32_t type, const uint8_t *raw, int have, int p, __m512i s) {
     const __mmask32 lanes = (__mmask32)(0x5555u << p);
-    if (type != SLM_TYPE_Q8_0) { /* word 9j of the quad is block j's d */
+    if (type == SLM_TYPE_Q4_0) { /* word 9j of the quad is block j's d */
         static const uint16_t words[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
         const __m512i v = have >= 4
                               ? _mm512_loadu_si512(raw)
@@ -901,8 +896,8 @@ quad_scales_into(uint32_t type, const uint8_t *raw, int have, int p, __m512i s) 
     if (have >= 4) {
         v0 = _mm512_loadu_si512(raw);
         v1 = _mm512_loadu_si512(raw + 64);
-    } else {
-        const int bytes = 34 * have;
+    } else { /* up to the quad's end only */
+        const int bytes = (int)quad_block(type) * have;
         v0 =
             _mm512_maskz_loadu_epi8(bytes >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << bytes) - 1, raw);
         v1 = _mm512_maskz_loadu_epi8(bytes > 64 ? ((__mmask64)1 << (bytes - 64)) - 1 : 0, raw + 64);
@@ -916,8 +911,9 @@ quad_scales_into(uint32_t type, const uint8_t *raw, int have, int p, __m512i s) 
  * blocks past `have` read as zero bytes. */
 static inline __attribute__((always_inline)) void quad_codes(uint32_t type, const uint8_t *raw,
                                                              int have, __m512i *a, __m512i *b) {
-    if (type != SLM_TYPE_Q8_0) {
-        const __m512i low4 = _mm512_set1_epi8(0x0f), v = quad_bytes(raw, have);
+    if (type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q5_0) {
+        const __m512i low4 = _mm512_set1_epi8(0x0f),
+                      v = quad_bytes(raw, have, quad_block(type), type == SLM_TYPE_Q5_0 ? 6 : 2);
         *a = _mm512_and_si512(v, low4);
         *b = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
         return;
@@ -931,6 +927,32 @@ static inline __attribute__((always_inline)) void quad_codes(uint32_t type, cons
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     *a = _mm512_xor_si512(_mm512_shuffle_i64x2(z01, z23, _MM_SHUFFLE(2, 0, 2, 0)), flip);
     *b = _mm512_xor_si512(_mm512_shuffle_i64x2(z01, z23, _MM_SHUFFLE(3, 1, 3, 1)), flip);
+}
+
+/* A quad's codes (quad_codes) and its d_w merged into s (quad_scales_into).
+ * q5_0 takes both its d and its qh words with one word permute of the quad
+ * (block j's d is word 11j, its qh words 11j + 1 and 11j + 2; bit i of qh
+ * is element i's fifth bit) and sets the fifth bits through two masks. */
+static inline __attribute__((always_inline)) void
+quad_load(uint32_t type, const uint8_t *raw, int have, int p, __m512i *a, __m512i *b, __m512i *s) {
+    quad_codes(type, raw, have, a, b);
+    if (type != SLM_TYPE_Q5_0) {
+        *s = quad_scales_into(type, raw, have, p, *s);
+        return;
+    }
+    static const uint16_t words[32] = {0,  0,  0,  0,  11, 11, 11, 11, 22, 22, 22, 22,
+                                       33, 33, 33, 33, 1,  12, 23, 34, 2,  13, 24, 35};
+    const int bytes = 22 * have; /* up to the quad's end only */
+    const __m512i v0 =
+        _mm512_maskz_loadu_epi8(bytes >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << bytes) - 1, raw);
+    const __m512i v1 =
+        _mm512_maskz_loadu_epi8(bytes > 64 ? ((__mmask64)1 << (bytes - 64)) - 1 : 0, raw + 64);
+    const __m512i w = _mm512_permutex2var_epi16(v0, _mm512_loadu_si512(words), v1);
+    *s = _mm512_mask_mov_epi16(*s, (__mmask32)(0x5555u << p), w);
+    const __m128i qh = _mm512_extracti32x4_epi32(w, 2);
+    const __m512i bit = _mm512_set1_epi8(0x10);
+    *a = _mm512_or_si512(*a, _mm512_maskz_mov_epi8((__mmask64)_mm_cvtsi128_si64(qh), bit));
+    *b = _mm512_or_si512(*b, _mm512_maskz_mov_epi8((__mmask64)_mm_extract_epi64(qh, 1), bit));
 }
 
 /* Four 16-lane sums, each in lanes of 8 elements (4 lanes per block of a
@@ -1010,8 +1032,7 @@ static void quad_aux(const uint8_t *xq, int64_t n, int offset, uint8_t *aux) {
 static inline __attribute__((always_inline)) __m512i
 quad_sum(uint32_t type, const uint8_t *raw, int have, const uint8_t *aux, int p, __m512i *s) {
     __m512i ua, ub;
-    quad_codes(type, raw, have, &ua, &ub);
-    *s = quad_scales_into(type, raw, have, p, *s);
+    quad_load(type, raw, have, p, &ua, &ub, s);
     return _mm512_dpbusd_epi32(
         _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + 128), ua, _mm512_loadu_si512(aux)), ub,
         _mm512_loadu_si512(aux + 64));
@@ -1075,6 +1096,7 @@ static inline __attribute__((always_inline)) float quad_dot(uint32_t type, const
             y[r] = quad_dot(TYPE, row, aux, W->n_cols);                                            \
     }
 SLM_QUAD_MATVEC(quad_matvec_q4_0, SLM_TYPE_Q4_0)
+SLM_QUAD_MATVEC(quad_matvec_q5_0, SLM_TYPE_Q5_0)
 SLM_QUAD_MATVEC(quad_matvec_q8_0, SLM_TYPE_Q8_0)
 #undef SLM_QUAD_MATVEC
 
@@ -1095,12 +1117,11 @@ static inline __attribute__((always_inline)) void quad_pack(uint32_t type, const
             if (q < nq) {
                 const int have = nb - 4 * q >= 4 ? 4 : (int)(nb - 4 * q);
                 const uint8_t *raw = row + (size_t)q * quad_raw(type);
-                quad_codes(type, raw, have, &a, &b);
+                quad_load(type, raw, have, p, &a, &b, &s);
                 a = _mm512_sub_epi8(a, off);
                 b = _mm512_sub_epi8(b, off);
                 ws[p] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hbit, a),
                                             hbit, b);
-                s = quad_scales_into(type, raw, have, p, s);
             }
             _mm512_storeu_si512(out + 128 * p, a);
             _mm512_storeu_si512(out + 128 * p + 64, b);
@@ -1112,6 +1133,9 @@ static inline __attribute__((always_inline)) void quad_pack(uint32_t type, const
 }
 static void quad_pack_q4_0(const uint8_t *row, int64_t n, uint8_t *out) {
     quad_pack(SLM_TYPE_Q4_0, row, n, out);
+}
+static void quad_pack_q5_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    quad_pack(SLM_TYPE_Q5_0, row, n, out);
 }
 static void quad_pack_q8_0(const uint8_t *row, int64_t n, uint8_t *out) {
     quad_pack(SLM_TYPE_Q8_0, row, n, out);
@@ -1190,12 +1214,17 @@ static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const 
         quad_aux(xq, n, quad_off(W->type), xq + x_tok);
         if (W->type == SLM_TYPE_Q8_0)
             quad_matvec_q8_0(W, r0, r1, xq + x_tok, Y);
+        else if (W->type == SLM_TYPE_Q5_0)
+            quad_matvec_q5_0(W, r0, r1, xq + x_tok, Y);
         else
             quad_matvec_q4_0(W, r0, r1, xq + x_tok, Y);
         return;
     }
     gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, w_row, x_tok, (n / 32 + 3) / 4,
-                quantize_xq, W->type == SLM_TYPE_Q8_0 ? quad_pack_q8_0 : quad_pack_q4_0,
+                quantize_xq,
+                W->type == SLM_TYPE_Q8_0   ? quad_pack_q8_0
+                : W->type == SLM_TYPE_Q5_0 ? quad_pack_q5_0
+                                           : quad_pack_q4_0,
                 TILE_QUAD[0]);
 }
 
