@@ -806,13 +806,14 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
                 pack_x8_for(W->type), TILE_X8[x8_has_min(W->type)]);
 }
 
-/* ---- q4_0 and q8_0 in quads: four blocks per step, lanes of 8 elements ----
+/* ---- q4_0, q5_0 and q8_0 in quads: four blocks per step, lanes of 8 elements
  * The pair scheme above gives every 32-block 8 lanes of 4 elements, so each
  * (row, token) pays a convert, a multiply and an FMA per 64 elements. For
- * q4_0 and q8_0 the four blocks of a quad (128 elements; 72 or 136 bytes)
- * are arranged as two registers instead: A holds elements 0-15 of each block
- * (q4_0: the low nibbles of its 16 code bytes), B elements 16-31 (the high
- * nibbles), block j in bytes 16j..16j+15 of both. A lane then covers
+ * q4_0, q5_0 and q8_0 the four blocks of a quad (128 elements; 72, 88 or 136
+ * bytes) are arranged as two registers instead: A holds elements 0-15 of
+ * each block (q4_0, q5_0: the low nibbles of its 16 code bytes, q5_0 with
+ * bit i of qh as element i's fifth bit), B elements 16-31 (the high
+ * nibbles; bits 16-31 of qh), block j in bytes 16j..16j+15 of both. A lane then covers
  * elements 4i..4i+3 and 16+4i..16+4i+3 of one block (4 lanes per block) and
  * its exact integer sum is two chained vpdpbusd.
  *
