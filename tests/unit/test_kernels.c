@@ -613,6 +613,11 @@ int main(void) {
             /* 32-blocks: several whole 4-block groups (avx512 q4_0 works in
              * quads of blocks) and one block over. */
             if (bs == 32) test_matmul_type(pv, pools, t, 13 * 32);
+            /* avx512 q4_0/q5_0/q8_0 take quads in pairs (8 blocks): a whole
+             * pair, then every ragged last pair (1-7 blocks over). */
+            if (bs == 32)
+                for (int64_t over = 0; over < 8; over++)
+                    test_matmul_type(pv, pools, t, (8 + over) * 32);
             /* Super-blocks: two whole groups of four and one over (avx512
              * sums the q4_k/q5_k minimums four super-blocks at a time). */
             if (bs == 256) test_matmul_type(pv, pools, t, 9 * 256);
