@@ -11,10 +11,14 @@
  *    for bit (f16/bf16/f32 rows are converted exactly; block types are
  *    decoded by the avx2 provider's decoders, which match the reference);
  *  - a token gets the same bits from the batched (GEMM) path as alone;
+ *  - matmul_rows is dot_row's bits except where activations are rounded
+ *    first: to 8 bits for block types with VNNI (int8_activations), to f16
+ *    for f16 rows (f16_activations: half the L1 for x, see matvec_f16);
  *  - results do not depend on the thread count (each output by one thread).
  *
  * Decode (one token): rows are dotted one at a time straight from their
- * stored type (f16/bf16 converted in registers); block types dequantize into
+ * stored type (f16/bf16 converted in registers; f16 rows against an f16
+ * copy of x); block types dequantize into
  * L1 scratch, then dot. Decode is bound by memory bandwidth here, so the
  * win is 512-bit loads with fewer instructions per byte (two accumulator
  * chains are enough to keep up with it). Prefill (a batch): 4-row x 3-token
@@ -104,8 +108,8 @@ static inline __m512 ld_bf16_m(const uint16_t *p, __mmask16 m) {
  * out[r * T + t] = dot(w[r], x[t]) over n elements, in the shape described at
  * the top (two accumulators per pair). R and T are constants, so the
  * accumulators live in registers. */
-#define AVX512_TILE(NAME, WT, LD, LD_M, R, T)                                                      \
-    static void NAME(const WT *const *w, const float *const *x, int64_t n, float *out) {           \
+#define AVX512_TILE(NAME, WT, LD, LD_M, XT, LDX, LDX_M, R, T)                                      \
+    static void NAME(const WT *const *w, const XT *const *x, int64_t n, float *out) {              \
         __m512 acc[R][T][2];                                                                       \
         _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++)                                     \
             _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++)                                 \
@@ -116,7 +120,7 @@ static inline __m512 ld_bf16_m(const uint16_t *p, __mmask16 m) {
             _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) {                                  \
                 __m512 xv[T];                                                                      \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                     \
-                    _mm512_loadu_ps(x[t] + i + 16 * k);                                            \
+                    LDX(x[t] + i + 16 * k);                                                        \
                 _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++) {                           \
                     __m512 wv = LD(w[r] + i + 16 * k);                                             \
                     _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) acc[r][t][k] =          \
@@ -130,8 +134,7 @@ static inline __m512 ld_bf16_m(const uint16_t *p, __mmask16 m) {
             int64_t left = n - i;                                                                  \
             __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);         \
             __m512 xv[T];                                                                          \
-            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                         \
-                _mm512_maskz_loadu_ps(m, x[t] + i);                                                \
+            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] = LDX_M(x[t] + i, m);     \
             _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++) {                               \
                 __m512 wv = LD_M(w[r] + i, m);                                                     \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) acc[r][t][k] =              \
@@ -145,9 +148,11 @@ static inline __m512 ld_bf16_m(const uint16_t *p, __mmask16 m) {
     }
 
 /* Decode: one row, one token, the row in its stored type. */
-AVX512_TILE(tile_f32_1x1, float, ld_f32, ld_f32_m, 1, 1)
-AVX512_TILE(tile_f16_1x1, uint16_t, ld_f16, ld_f16_m, 1, 1)
-AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
+AVX512_TILE(tile_f32_1x1, float, ld_f32, ld_f32_m, float, ld_f32, ld_f32_m, 1, 1)
+AVX512_TILE(tile_f16_1x1, uint16_t, ld_f16, ld_f16_m, float, ld_f32, ld_f32_m, 1, 1)
+AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, float, ld_f32, ld_f32_m, 1, 1)
+/* f16 rows against an f16 copy of x (f16_activations). */
+AVX512_TILE(tile_f16x16_1x1, uint16_t, ld_f16, ld_f16_m, uint16_t, ld_f16, ld_f16_m, 1, 1)
 
 /* ---- the GEMM tile (prefill) ------------------------------------------------
  * The same shape over columns [i0, i1) only, with the accumulators kept in
@@ -157,7 +162,7 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
  * chunk c still lands in accumulator c % 2,
  * and the masked tail comes last, so each (row, token) gets dot_f32's bits.
  * When i1 == n the sums are written to out[r * T + t]. */
-#define AVX512_GEMM(NAME, WT, LD, LD_M, R, T)                                                      \
+#define AVX512_GEMM(NAME, WT, LD, LD_M, LDX, LDX_M, R, T)                                          \
     static void NAME(const void *const *wp, const float *const *x, int64_t i0, int64_t i1,         \
                      int64_t n, __m512 *st, float *out) {                                          \
         const WT *w[R];                                                                            \
@@ -172,7 +177,7 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
             _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) {                                  \
                 __m512 xv[T];                                                                      \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                     \
-                    _mm512_loadu_ps(x[t] + i + 16 * k);                                            \
+                    LDX(x[t] + i + 16 * k);                                                        \
                 _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++) {                           \
                     __m512 wv = LD(w[r] + i + 16 * k);                                             \
                     _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) acc[r][t][k] =          \
@@ -192,8 +197,7 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
             int64_t left = n - i;                                                                  \
             __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);         \
             __m512 xv[T];                                                                          \
-            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                         \
-                _mm512_maskz_loadu_ps(m, x[t] + i);                                                \
+            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] = LDX_M(x[t] + i, m);     \
             _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++) {                               \
                 __m512 wv = LD_M(w[r] + i, m);                                                     \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) acc[r][t][k] =              \
@@ -209,16 +213,17 @@ AVX512_TILE(tile_bf16_1x1, uint16_t, ld_bf16, ld_bf16_m, 1, 1)
 /* Weights in f32 (rows converted to f32, or f32 in place), f16 or bf16: the
  * latter two are converted in registers as decode does (the same floats), so
  * the tile reads the stored rows without a conversion pass. */
-#define AVX512_GEMM_ROW(P, WT, LD, LD_M, R)                                                        \
-    AVX512_GEMM(P##_##R##x1, WT, LD, LD_M, R, 1)                                                   \
-    AVX512_GEMM(P##_##R##x2, WT, LD, LD_M, R, 2) AVX512_GEMM(P##_##R##x3, WT, LD, LD_M, R, 3)
-#define AVX512_GEMM_TYPE(P, WT, LD, LD_M)                                                          \
-    AVX512_GEMM_ROW(P, WT, LD, LD_M, 1)                                                            \
-    AVX512_GEMM_ROW(P, WT, LD, LD_M, 2)                                                            \
-    AVX512_GEMM_ROW(P, WT, LD, LD_M, 3) AVX512_GEMM_ROW(P, WT, LD, LD_M, 4)
-AVX512_GEMM_TYPE(gemm, float, ld_f32, ld_f32_m)
-AVX512_GEMM_TYPE(gemm16, uint16_t, ld_f16, ld_f16_m)
-AVX512_GEMM_TYPE(gemmb, uint16_t, ld_bf16, ld_bf16_m)
+#define AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, R)                                            \
+    AVX512_GEMM(P##_##R##x1, WT, LD, LD_M, LDX, LDX_M, R, 1)                                       \
+    AVX512_GEMM(P##_##R##x2, WT, LD, LD_M, LDX, LDX_M, R, 2)                                       \
+    AVX512_GEMM(P##_##R##x3, WT, LD, LD_M, LDX, LDX_M, R, 3)
+#define AVX512_GEMM_TYPE(P, WT, LD, LD_M, LDX, LDX_M)                                              \
+    AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, 1)                                                \
+    AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, 2)                                                \
+    AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, 3) AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, 4)
+AVX512_GEMM_TYPE(gemm, float, ld_f32, ld_f32_m, ld_f32, ld_f32_m)
+AVX512_GEMM_TYPE(gemm16, uint16_t, ld_f16, ld_f16_m, ld_f32, ld_f32_m)
+AVX512_GEMM_TYPE(gemmb, uint16_t, ld_bf16, ld_bf16_m, ld_f32, ld_f32_m)
 #undef AVX512_GEMM_TYPE
 #undef AVX512_GEMM_ROW
 
@@ -1904,6 +1909,35 @@ static float avx512_dot_row(uint32_t type, const void *row, const float *x, int6
 
 /* One token: row by row in the stored type (one sequential stream: reading
  * four rows at once measured 3x slower from DRAM on 576-column rows). */
+/* f16 decode (f16_activations): x rounded to an f16 copy once, then each row
+ * against it, one at a time in the tile shape. Half the L1 of f32
+ * activations: with an f32 x, rows longer than about 2048 columns streamed
+ * at half the read rate here, x and the passing weights no longer fitting
+ * in L1 together. The batched path (matmul_f16) rounds x the same way, so
+ * a token gets the same bits. */
+static void matvec_f16(const slm_matrix *W, int64_t r0, int64_t r1, const float *x, float *y,
+                       float *scratch) {
+    const int64_t n = W->n_cols;
+    uint16_t *x16 = (uint16_t *)(void *)scratch;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256(
+            (__m256i *)(void *)(x16 + i),
+            _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        _mm256_mask_storeu_epi16(x16 + i, m,
+                                 _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    const uint16_t *xs = x16;
+    const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
+    for (int64_t r = r0; r < r1; r++, row += W->row_bytes) {
+        const uint16_t *h = (const uint16_t *)(const void *)row;
+        tile_f16x16_1x1(&h, &xs, n, &y[r]);
+    }
+}
+
 static void matvec_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float *x, float *y,
                         float *tmp) {
     const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
@@ -1968,6 +2002,45 @@ static void matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const float
     }
 }
 
+/* Prefill of f16 rows (f16_activations): the tokens rounded to f16 and back
+ * into the scratch, as many at a time as it holds (about 100), then the
+ * float GEMM on them: the values matvec_f16 reads from its f16 copy, so a
+ * token gets the same bits alone and batched. (Rounding in the tile's x
+ * loads instead cost a third of the F16 prefill: the conversions compete
+ * with the FMAs.) */
+static void matmul_f16(const slm_matrix *W, int64_t r0, int64_t r1, const float *X, int64_t n_tok,
+                       int64_t x_stride, float *Y, int64_t y_stride, float *scratch) {
+    const int64_t n = W->n_cols, stride = (n + 15) & ~(int64_t)15;
+    int64_t chunk = (int64_t)slm_matmul_scratch_floats(n) / stride;
+    if (chunk > n_tok) chunk = n_tok;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
+        const int64_t c = n_tok - t0 < chunk ? n_tok - t0 : chunk;
+        for (int64_t t = 0; t < c; t++) {
+            const float *x = X + (t0 + t) * x_stride;
+            float *o = scratch + t * stride;
+            int64_t i = 0;
+            for (; i + 16 <= n; i += 16)
+                _mm512_storeu_ps(o + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + i),
+                                                                        _MM_FROUND_TO_NEAREST_INT |
+                                                                            _MM_FROUND_NO_EXC)));
+            if (i < n) {
+                const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+                _mm512_mask_storeu_ps(o + i, m,
+                                      _mm512_cvtph_ps(_mm512_cvtps_ph(
+                                          _mm512_maskz_loadu_ps(m, x + i),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+            }
+        }
+        /* float rows use no scratch in matmul_rows */
+        matmul_rows(W, r0, r1, scratch, c, stride, Y + t0 * y_stride, y_stride, NULL);
+    }
+}
+
+/* f16_activations: f16 rows take f16-rounded activations (matmul_f16, matvec_f16). */
+static int avx512_f16_activations(uint32_t type) {
+    return type == SLM_TYPE_F16;
+}
+
 /* int8_activations: the block length of matmul_rows' 8-bit activations. */
 static int avx512_int8_block(uint32_t type) {
     return k8_type(type) ? 256 : x8_type(type) || quad_type(type) ? 32 : 0;
@@ -1982,12 +2055,17 @@ static void avx512_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, cons
         matmul_rows_quad(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
     else if (x8_type(W->type))
         matmul_rows_x8(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
-    /* Float rows longer than a column block decode through the GEMM too (one
-     * token: the same bits as dot_row): the f32 activations of a 5632- or
-     * 8192-column row (22-32 KiB) fall out of L1 while one row streams past,
-     * and a 2048-column block of x stays in L1 for the tile's rows
-     * (tinyllama F16 decode 14.6 -> 16.9 tok/s, llama3.2-1b 11.9 -> 13.4,
-     * means of four rounds, docs/PERFORMANCE.md). */
+    /* f16 rows: f16-rounded activations (f16_activations) */
+    else if (W->type == SLM_TYPE_F16 && n_tok == 1)
+        matvec_f16(W, r0, r1, X, Y, scratch);
+    else if (W->type == SLM_TYPE_F16)
+        matmul_f16(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
+    /* f32/bf16 rows longer than a column block decode through the GEMM too
+     * (one token: the same bits as dot_row): the f32 activations of a 5632-
+     * or 8192-column row (22-32 KiB) fall out of L1 while one row streams
+     * past, and a 2048-column block of x stays in L1 for the tile's rows
+     * (measured on F16 before it took f16 activations: tinyllama decode 14.6
+     * -> 16.9 tok/s, llama3.2-1b 11.9 -> 13.4, docs/PERFORMANCE.md). */
     else if (n_tok == 1 && !(float_type(W->type) && W->n_cols > AVX512_COL_BLOCK))
         matvec_rows(W, r0, r1, X, Y, scratch);
     else
@@ -2003,6 +2081,7 @@ const slm_provider slm_provider_avx512 = {
     .dequantize_row = avx512_dequantize_row,
     .matmul_rows = avx512_matmul_rows,
     .int8_activations = avx512_int8_block,
+    .f16_activations = avx512_f16_activations,
     .rmsnorm = avx512_rmsnorm,
     .swiglu = avx512_swiglu,
     .attend = avx512_attend,

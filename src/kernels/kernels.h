@@ -48,6 +48,13 @@ typedef struct slm_provider {
      * by that rounding, at most sum over blocks of
      * (max|x_block| / 254) * sum|w_block|, plus float rounding. */
     int (*int8_activations)(uint32_t type);
+    /* Optional (NULL = never): 1 when matmul_rows rounds the activations to
+     * f16 (to nearest even) before multiplying rows of this type, as
+     * llama.cpp does for f16 weights (avx512, f16: the rounded activations
+     * take half the L1 and long rows stream at the machine's read rate);
+     * else 0. The result then differs from dot_row by at most
+     * 2^-11 * sum |w x| plus float rounding; |x| above 65504 becomes inf. */
+    int (*f16_activations)(uint32_t type);
     /* Optional forward-pass ops (NULL: the model's scalar loops), f32, any n.
      * rmsnorm: out = x / sqrt(mean(x^2) + eps) * w. swiglu: g = silu(g) * u.
      * attend: one head of attention over n_pos cached positions: att[p] =

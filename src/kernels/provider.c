@@ -127,9 +127,11 @@ size_t slm_matmul_scratch_floats(int64_t n_cols) {
      * rounded up to 64 bytes: under 1.5 bytes per element, 6 floats here);
      * at least room for the avx512 int8 GEMM: 128 tokens of 3 bytes and 4
      * decoded rows of 4 bytes per element, in pairs of 64 elements rounded up
-     * (25600 bytes per pair: 100 floats per element + 6400) */
+     * (25600 bytes per pair: 100 floats per element + 6400), and for avx512's
+     * f16 prefill, 130 tokens of f16-rounded activations (a 128-token prompt
+     * in one pass over the weights) */
     size_t a = (SLM_MATMUL_ROW_TILE + 6) * padded_row_floats(n_cols) + SLM_MATMUL_X8_TOKENS * 16;
-    size_t b = 100 * padded_row_floats(n_cols) + 6400;
+    size_t b = 130 * padded_row_floats(n_cols) + 6400;
     return a > b ? a : b;
 }
 

@@ -201,9 +201,10 @@ static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_
         CHECK_MSG(memcmp(Y[0], Y[p], ybytes) == 0, "%s %s: matmul differs between 1 and %d threads",
                   pv->name, tn, slm_pool_threads(pools[p]));
 
-    /* Close to the oracle; stride gaps untouched. With 8-bit activations the
-     * tolerance adds the activation rounding bound (see kernels.h). */
+    /* Close to the oracle; stride gaps untouched. With 8-bit or f16
+     * activations the tolerance adds their rounding bound (see kernels.h). */
     int x8 = pv->int8_activations ? pv->int8_activations(type) : 0;
+    int h16 = pv->f16_activations ? pv->f16_activations(type) : 0;
     int ok = 1, gaps = 1;
     for (int t = 0; t < MM_TOK; t++) {
         for (int r = 0; r < MM_ROWS; r++) {
@@ -212,6 +213,7 @@ static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_
             double e = dot_double(wr, xt, n_cols, &sum_abs);
             double tol = DOT_RTOL * sum_abs + 1e-30;
             if (x8) tol += x8_bound(wr, xt, n_cols, x8);
+            if (h16) tol += ldexp(sum_abs, -11);
             ok &= fabs(Y[0][t * mc.y_stride + r] - e) <= tol;
         }
         for (int r = MM_ROWS; r < mc.y_stride; r++) gaps &= Y[0][t * mc.y_stride + r] == -12345.0f;
@@ -231,10 +233,10 @@ static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_
     }
     CHECK_MSG(same, "%s %s: matvec and batched matmul differ", pv->name, tn);
 
-    /* Without 8-bit activations every (row, token) is dot_row's bits
+    /* Without 8-bit or f16 activations every (row, token) is dot_row's bits
      * (kernels.h), whatever path a provider takes (avx512 decodes float
      * rows longer than a column block with its GEMM). */
-    if (!x8) {
+    if (!x8 && !h16) {
         float *tmp = malloc((size_t)n_cols * sizeof *tmp);
         int as_dot = 1;
         for (int t = 0; t < MM_TOK; t++)
