@@ -1069,29 +1069,21 @@ static inline __attribute__((always_inline)) float quad_dot(uint32_t type, const
             _mm_prefetch((const char *)row + DECODE_PREFETCH + k, _MM_HINT_T0);
         acc = quad_pair(type, row, 4, 4, aux, acc);
     }
-    switch (nb % 8) { /* the last pair, its block counts known here */
-    case 1:
-        acc = quad_pair(type, row, 1, 0, aux, acc);
+    /* the last pair, its block counts compile-time constants in each case */
+#define SLM_QUAD_LAST(B, H0, H1)                                                                   \
+    case B:                                                                                        \
+        acc = quad_pair(type, row, H0, H1, aux, acc);                                              \
         break;
-    case 2:
-        acc = quad_pair(type, row, 2, 0, aux, acc);
-        break;
-    case 3:
-        acc = quad_pair(type, row, 3, 0, aux, acc);
-        break;
-    case 4:
-        acc = quad_pair(type, row, 4, 0, aux, acc);
-        break;
-    case 5:
-        acc = quad_pair(type, row, 4, 1, aux, acc);
-        break;
-    case 6:
-        acc = quad_pair(type, row, 4, 2, aux, acc);
-        break;
-    case 7:
-        acc = quad_pair(type, row, 4, 3, aux, acc);
-        break;
+    switch (nb % 8) {
+        SLM_QUAD_LAST(1, 1, 0)
+        SLM_QUAD_LAST(2, 2, 0)
+        SLM_QUAD_LAST(3, 3, 0)
+        SLM_QUAD_LAST(4, 4, 0)
+        SLM_QUAD_LAST(5, 4, 1)
+        SLM_QUAD_LAST(6, 4, 2)
+        SLM_QUAD_LAST(7, 4, 3)
     }
+#undef SLM_QUAD_LAST
     return _mm_cvtss_f32(quad_finish(acc));
 }
 
