@@ -1418,8 +1418,9 @@ static inline __attribute__((always_inline)) float dot_q6_row(const uint8_t *row
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++) {
         const uint8_t *blk = row + (size_t)b * 210, *xb = xk + b * XK_BYTES;
-        for (size_t k = 0; k < 210; k += 64)
-            _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
+        /* no software prefetch: with one 4 KiB ahead (as the other block
+         * types have) q6_k streamed 17-19 GB/s at one thread, without it
+         * 20-24 (slm_kernel_bench, docs/PERFORMANCE.md) */
         const float dx = slm_xk_d(xb);
         __m512i isum = _mm512_setzero_si512();
         const __m256i sc16 =
