@@ -288,10 +288,15 @@ for fault in http500 garbage truncated cut_stream; do
   if [[ $stream == true ]]; then
     grep '^data: {' "$TMPD/sf.txt" | tail -1 | cut -c7- >"$TMPD/sf.json"
     check "server $fault (stream): final chunk degraded, partial" test "$(jget "$TMPD/sf.json" 'j["degraded_cause"]+"/"+str(j["cloud_partial"])')" = "${SCAUSE[$fault]}/True"
-    # the cloud's partial text, then the local continuation: at least two
-    # content events (the server sends what has been generated since its last
-    # write, so a fast local run can arrive as one event)
-    check "server $fault (stream): text streamed" test "$(grep -c '"content":"' "$TMPD/sf.txt")" -ge 2
+    # the cloud's partial text, then the local continuation, as content
+    # events. How many is timing: the server sends what has been generated
+    # since its last write, so on a loaded machine the partial text and a
+    # fast local continuation can arrive as one event (seen in CI with two
+    # and then with one). So: at least one, with text. (That the answer
+    # begins with the cloud's partial text is checked on `slm run` above;
+    # the test cloud model's text starts with invalid UTF-8, which JSON
+    # escaping and SSE framing do not let this shell compare reliably.)
+    check "server $fault (stream): content events" test "$(grep -c '"content":"[^"]' "$TMPD/sf.txt")" -ge 1
   else
     check "server $fault: degraded ${SCAUSE[$fault]}" test "$(jget "$TMPD/sf.txt" 'j["degraded_cause"]')" = "${SCAUSE[$fault]}"
     check "server $fault: local text" test -n "$(jget "$TMPD/sf.txt" 'j["choices"][0]["message"]["content"]')"
