@@ -162,7 +162,7 @@ AVX512_TILE(tile_f16x16_1x1, uint16_t, ld_f16, ld_f16_m, uint16_t, ld_f16, ld_f1
  * chunk c still lands in accumulator c % 2,
  * and the masked tail comes last, so each (row, token) gets dot_f32's bits.
  * When i1 == n the sums are written to out[r * T + t]. */
-#define AVX512_GEMM(NAME, WT, LD, LD_M, LDX, LDX_M, R, T)                                          \
+#define AVX512_GEMM(NAME, WT, LD, LD_M, R, T)                                                      \
     static void NAME(const void *const *wp, const float *const *x, int64_t i0, int64_t i1,         \
                      int64_t n, __m512 *st, float *out) {                                          \
         const WT *w[R];                                                                            \
@@ -177,7 +177,7 @@ AVX512_TILE(tile_f16x16_1x1, uint16_t, ld_f16, ld_f16_m, uint16_t, ld_f16, ld_f1
             _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) {                                  \
                 __m512 xv[T];                                                                      \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                     \
-                    LDX(x[t] + i + 16 * k);                                                        \
+                    _mm512_loadu_ps(x[t] + i + 16 * k);                                            \
                 _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++) {                           \
                     __m512 wv = LD(w[r] + i + 16 * k);                                             \
                     _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) acc[r][t][k] =          \
@@ -197,7 +197,8 @@ AVX512_TILE(tile_f16x16_1x1, uint16_t, ld_f16, ld_f16_m, uint16_t, ld_f16, ld_f1
             int64_t left = n - i;                                                                  \
             __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);         \
             __m512 xv[T];                                                                          \
-            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] = LDX_M(x[t] + i, m);     \
+            _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) xv[t] =                         \
+                _mm512_maskz_loadu_ps(m, x[t] + i);                                                \
             _Pragma("GCC unroll 32") for (int r = 0; r < (R); r++) {                               \
                 __m512 wv = LD_M(w[r] + i, m);                                                     \
                 _Pragma("GCC unroll 32") for (int t = 0; t < (T); t++) acc[r][t][k] =              \
@@ -213,17 +214,16 @@ AVX512_TILE(tile_f16x16_1x1, uint16_t, ld_f16, ld_f16_m, uint16_t, ld_f16, ld_f1
 /* Weights in f32 (rows converted to f32, or f32 in place), f16 or bf16: the
  * latter two are converted in registers as decode does (the same floats), so
  * the tile reads the stored rows without a conversion pass. */
-#define AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, R)                                            \
-    AVX512_GEMM(P##_##R##x1, WT, LD, LD_M, LDX, LDX_M, R, 1)                                       \
-    AVX512_GEMM(P##_##R##x2, WT, LD, LD_M, LDX, LDX_M, R, 2)                                       \
-    AVX512_GEMM(P##_##R##x3, WT, LD, LD_M, LDX, LDX_M, R, 3)
-#define AVX512_GEMM_TYPE(P, WT, LD, LD_M, LDX, LDX_M)                                              \
-    AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, 1)                                                \
-    AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, 2)                                                \
-    AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, 3) AVX512_GEMM_ROW(P, WT, LD, LD_M, LDX, LDX_M, 4)
-AVX512_GEMM_TYPE(gemm, float, ld_f32, ld_f32_m, ld_f32, ld_f32_m)
-AVX512_GEMM_TYPE(gemm16, uint16_t, ld_f16, ld_f16_m, ld_f32, ld_f32_m)
-AVX512_GEMM_TYPE(gemmb, uint16_t, ld_bf16, ld_bf16_m, ld_f32, ld_f32_m)
+#define AVX512_GEMM_ROW(P, WT, LD, LD_M, R)                                                        \
+    AVX512_GEMM(P##_##R##x1, WT, LD, LD_M, R, 1)                                                   \
+    AVX512_GEMM(P##_##R##x2, WT, LD, LD_M, R, 2) AVX512_GEMM(P##_##R##x3, WT, LD, LD_M, R, 3)
+#define AVX512_GEMM_TYPE(P, WT, LD, LD_M)                                                          \
+    AVX512_GEMM_ROW(P, WT, LD, LD_M, 1)                                                            \
+    AVX512_GEMM_ROW(P, WT, LD, LD_M, 2)                                                            \
+    AVX512_GEMM_ROW(P, WT, LD, LD_M, 3) AVX512_GEMM_ROW(P, WT, LD, LD_M, 4)
+AVX512_GEMM_TYPE(gemm, float, ld_f32, ld_f32_m)
+AVX512_GEMM_TYPE(gemm16, uint16_t, ld_f16, ld_f16_m)
+AVX512_GEMM_TYPE(gemmb, uint16_t, ld_bf16, ld_bf16_m)
 #undef AVX512_GEMM_TYPE
 #undef AVX512_GEMM_ROW
 
@@ -248,8 +248,7 @@ static const gemm_fn GEMM[3][4][3] = {AVX512_GEMM_TABLE(gemm), AVX512_GEMM_TABLE
 
 /* ---- 8-bit activations: an int8 GEMM for the legacy block types (VNNI) -----
  * (q4_1 and q5_1, the types with a minimum; q4_0, q5_0 and q8_0 work in
- * quads of blocks and the k-quants per super-block, both below. The layout
- * helpers still describe q5_0 as a legacy type.)
+ * quads of blocks and the k-quants per super-block, both below.)
  * Each token's x is quantized once per matmul call (per thread: each thread
  * quantizes the same x the same way, so the result does not depend on the
  * thread count) into blocks of 32: int8 codes c = round(x / d_x) with
@@ -259,8 +258,8 @@ static const gemm_fn GEMM[3][4][3] = {AVX512_GEMM_TABLE(gemm), AVX512_GEMM_TABLE
  *    operand), with d_x and d_x * sum(c) spread over the 16 int32 lanes (lanes
  *    0-7 cover the first block, 8-15 the second; each lane covers 4
  *    consecutive elements);
- *  - a weight pair is decoded to signed int8 codes w (offsets such as q5_0's
- *    16 already taken out), plus init = -128 * (sum of each lane's 4 codes),
+ *  - a weight pair is decoded to int8 codes w (q4_1, q5_1 store w >= 0),
+ *    plus init = -128 * (sum of each lane's 4 codes),
  *    a per-lane weight scale s (the block's d) and a per-lane minimum m
  *    (q4_1, q5_1; zero but in lanes 0 and 8).
  * One (row, token, pair) step is then, lane by lane:
@@ -370,30 +369,15 @@ static inline __m256i bit4_32(const uint8_t *p) {
 }
 
 static inline size_t legacy_block_bytes(uint32_t type) {
-    switch (type) {
-    case SLM_TYPE_Q5_0:
-        return 22;
-    case SLM_TYPE_Q4_1:
-        return 20;
-    default:
-        return 24; /* q5_1 */
-    }
+    return type == SLM_TYPE_Q4_1 ? 20 : 24; /* q5_1 */
 }
 
 /* The 32 signed codes of one legacy block, its scale and minimum. */
 static inline __m256i legacy_codes(uint32_t type, const uint8_t *blk, float *d, float *m) {
     *d = half_to_f32(blk);
-    *m = 0.0f;
-    switch (type) {
-    case SLM_TYPE_Q5_0:
-        return _mm256_or_si256(nib32(blk + 6), bit4_32(blk + 2));
-    case SLM_TYPE_Q4_1:
-        *m = half_to_f32(blk + 2);
-        return nib32(blk + 4);
-    default: /* SLM_TYPE_Q5_1 */
-        *m = half_to_f32(blk + 2);
-        return _mm256_or_si256(nib32(blk + 8), bit4_32(blk + 4));
-    }
+    *m = half_to_f32(blk + 2);
+    if (type == SLM_TYPE_Q4_1) return nib32(blk + 4);
+    return _mm256_or_si256(nib32(blk + 8), bit4_32(blk + 4)); /* q5_1 */
 }
 
 /* Pair p of a row of nb legacy blocks. */
@@ -415,19 +399,6 @@ static inline int x8_has_min(uint32_t type) {
     return type == SLM_TYPE_Q4_1 || type == SLM_TYPE_Q5_1;
 }
 
-/* The offset taken out of every stored code: w = q - offset (q >= 0). */
-static inline int x8_offset(uint32_t type) {
-    return type == SLM_TYPE_Q5_0 ? 16 : 0;
-}
-
-/* Pair p with signed codes w = q - offset. */
-static inline __attribute__((always_inline)) wpair decode_pair(uint32_t type, const uint8_t *row,
-                                                               int64_t p, int64_t nb) {
-    wpair r = legacy_pair(type, row, p, nb);
-    if (x8_offset(type)) r.w = _mm512_sub_epi8(r.w, _mm512_set1_epi8((char)x8_offset(type)));
-    return r;
-}
-
 /* The step described above (its minimum part is separate: X8_MIN_STEP). */
 #define X8_STEP(ACC, INIT, XU, W, S, DX)                                                           \
     do {                                                                                           \
@@ -439,9 +410,9 @@ static inline __attribute__((always_inline)) wpair decode_pair(uint32_t type, co
 /* ---- decode: one token, weights decoded in registers ---- */
 
 /* Decode needs fewer operations per pair when the token side carries more:
- * `aux` holds per pair the signed codes c and -offset * (each lane's sum of
- * its 4 codes), computed once per call for all rows. Then each lane's
- * sum((q - offset) * c) is one vpdpbusd of the unsigned stored codes q. */
+ * `aux` holds per pair the signed codes c, computed once per call for all
+ * rows. Then each lane's sum(q * c) is one vpdpbusd of the stored codes q
+ * (unsigned: q4_1 and q5_1 have no offset). */
 static inline __attribute__((always_inline)) float
 dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *aux, int64_t n) {
     /* the legacy types without VBMI (k-quants: the k8 kernels below) */
@@ -449,11 +420,11 @@ dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *
     const int hm = x8_has_min(type);
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     for (int64_t p = 0; p < np; p++) {
-        const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
+        const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 64;
         _mm_prefetch((const char *)row + (size_t)p * 2 * legacy_block_bytes(type) + DECODE_PREFETCH,
                      _MM_HINT_T0);
         wpair wp = legacy_pair(type, row, p, nb);
-        __m512i q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), wp.w, _mm512_loadu_si512(aq));
+        __m512i q = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wp.w, _mm512_loadu_si512(aq));
         __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
         __m512 dxs = hm ? _mm512_loadu_ps((const float *)(const void *)(xq + 128)) : dx;
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(wp.s, dx), acc);
@@ -463,15 +434,11 @@ dot_x8_row(uint32_t type, const uint8_t *row, const uint8_t *xp, const uint8_t *
 }
 
 /* The decode side of a quantized token (see dot_x8_row). */
-static void x8_aux(const uint8_t *xp, int64_t n, int offset, uint8_t *aux) {
+static void x8_aux(const uint8_t *xp, int64_t n, uint8_t *aux) {
     const int64_t np = (n / 32 + 1) / 2;
-    for (int64_t p = 0; p < np; p++) {
-        __m512i c =
-            _mm512_xor_si512(_mm512_loadu_si512(xp + p * XP_BYTES), _mm512_set1_epi8((char)0x80));
-        __m512i ls = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), c);
-        _mm512_storeu_si512(aux + p * 128, c);
-        _mm512_storeu_si512(aux + p * 128 + 64, _mm512_mullo_epi32(ls, _mm512_set1_epi32(-offset)));
-    }
+    for (int64_t p = 0; p < np; p++)
+        _mm512_storeu_si512(aux + p * 64, _mm512_xor_si512(_mm512_loadu_si512(xp + p * XP_BYTES),
+                                                           _mm512_set1_epi8((char)0x80)));
 }
 
 typedef void (*matvec_x8_fn)(const slm_matrix *W, int64_t r0, int64_t r1, const uint8_t *xp,
@@ -520,14 +487,8 @@ typedef struct legacy_layout {
 } legacy_layout;
 
 static inline legacy_layout legacy_layout_of(uint32_t type) {
-    switch (type) {
-    case SLM_TYPE_Q5_0:
-        return (legacy_layout){22, -1, 2, 6};
-    case SLM_TYPE_Q4_1:
-        return (legacy_layout){20, 2, -1, 4};
-    default: /* q5_1 */
-        return (legacy_layout){24, 2, 4, 8};
-    }
+    if (type == SLM_TYPE_Q4_1) return (legacy_layout){20, 2, -1, 4};
+    return (legacy_layout){24, 2, 4, 8}; /* q5_1 */
 }
 
 /* The permutation indices for a legacy type, made once per call. */
@@ -569,7 +530,7 @@ dot_x8_legacy_vbmi(uint32_t type, const legacy_idx *ix, const uint8_t *row, cons
     const __mmask64 one = ((__mmask64)1 << L.bytes) - 1;
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     for (int64_t p = 0; p < np; p++) {
-        const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 128;
+        const uint8_t *xq = xp + p * XP_BYTES, *aq = aux + p * 64;
         const uint8_t *blk = row + (size_t)(2 * p) * (size_t)L.bytes;
         const int two = 2 * p + 1 < nb;
         _mm_prefetch((const char *)blk + DECODE_PREFETCH, _MM_HINT_T0);
@@ -590,7 +551,7 @@ dot_x8_legacy_vbmi(uint32_t type, const legacy_idx *ix, const uint8_t *row, cons
             _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(ix->d, v)));
         const __m512i c = _mm512_loadu_si512(aq);
         const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xq + 64));
-        const __m512i q = _mm512_dpbusd_epi32(_mm512_loadu_si512(aq + 64), w, c);
+        const __m512i q = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, c);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(s, dx), acc);
         if (hm) {
             const __m512 mn = _mm512_cvtph_ps(_mm512_castsi512_si256(
@@ -643,7 +604,7 @@ typedef void (*pack_fn)(const uint8_t *row, int64_t n, uint8_t *out);
     static void NAME(const uint8_t *row, int64_t n, uint8_t *out) {                                \
         const int64_t nb = n / 32, np = (nb + 1) / 2;                                              \
         for (int64_t p = 0; p < np; p++, out += WP_BYTES) {                                        \
-            wpair wp = decode_pair(TYPE, row, p, nb);                                              \
+            wpair wp = legacy_pair(TYPE, row, p, nb);                                              \
             _mm512_storeu_si512(out, wp.w);                                                        \
             _mm512_storeu_si512(out + 64, pair_init(wp.w));                                        \
             _mm512_storeu_ps((float *)(void *)(out + 128), wp.s);                                  \
@@ -803,7 +764,7 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
     uint8_t *xq = (uint8_t *)scratch;
     if (n_tok == 1) {
         quantize_xp(X, n, xq);
-        x8_aux(xq, n, x8_offset(W->type), xq + x_tok);
+        x8_aux(xq, n, xq + x_tok);
         matvec_x8_for(W->type)(W, r0, r1, xq, xq + x_tok, Y);
         return;
     }
@@ -1908,20 +1869,20 @@ static float avx512_dot_row(uint32_t type, const void *row, const float *x, int6
  * at half the read rate here, x and the passing weights no longer fitting
  * in L1 together. The batched path (matmul_f16) rounds x the same way, so
  * a token gets the same bits. */
+/* x[0..16) under mask m rounded to f16 (to nearest even; f16_activations):
+ * the one rounding both matvec_f16 and matmul_f16 use. */
+static inline __m256i x_to_f16(const float *x, __mmask16 m) {
+    return _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x),
+                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
 static void matvec_f16(const slm_matrix *W, int64_t r0, int64_t r1, const float *x, float *y,
                        float *scratch) {
     const int64_t n = W->n_cols;
     uint16_t *x16 = (uint16_t *)(void *)scratch;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm256_storeu_si256(
-            (__m256i *)(void *)(x16 + i),
-            _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
-        _mm256_mask_storeu_epi16(x16 + i, m,
-                                 _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
-                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm256_mask_storeu_epi16(x16 + i, m, x_to_f16(x + i, m));
     }
     const uint16_t *xs = x16;
     const uint8_t *row = W->data + (size_t)r0 * W->row_bytes;
@@ -2011,17 +1972,9 @@ static void matmul_f16(const slm_matrix *W, int64_t r0, int64_t r1, const float 
         for (int64_t t = 0; t < c; t++) {
             const float *x = X + (t0 + t) * x_stride;
             float *o = scratch + t * stride;
-            int64_t i = 0;
-            for (; i + 16 <= n; i += 16)
-                _mm512_storeu_ps(o + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + i),
-                                                                        _MM_FROUND_TO_NEAREST_INT |
-                                                                            _MM_FROUND_NO_EXC)));
-            if (i < n) {
-                const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
-                _mm512_mask_storeu_ps(o + i, m,
-                                      _mm512_cvtph_ps(_mm512_cvtps_ph(
-                                          _mm512_maskz_loadu_ps(m, x + i),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+            for (int64_t i = 0; i < n; i += 16) {
+                const __mmask16 m = tail_mask(n - i);
+                _mm512_mask_storeu_ps(o + i, m, _mm512_cvtph_ps(x_to_f16(x + i, m)));
             }
         }
         /* float rows use no scratch in matmul_rows */
