@@ -50,7 +50,12 @@ const char *slm_version(void);
  * in the same last repeat_last_n tokens the repetition penalty looks at,
  * prompt included), seed, stop (string or array of strings), threads, n_ctx,
  * n_keep, n_batch, quant, providers (array of names), context_policy
- * ("shift" | "error"), ignore_eos, require_signature (bool), trust_dir (string).
+ * ("shift" | "error"), ignore_eos, require_signature (bool), trust_dir (string),
+ * weights ("auto" | "map" | "copy": how slm_model_load holds the file; "copy" reads it
+ * into anonymous memory in 2 MiB pages, faster to stream than the page cache's 4 KiB
+ * pages but not shared with other processes nor reclaimable; "map" maps it; "auto", the
+ * default, copies when transparent huge pages are on and the file takes under half of
+ * MemAvailable, else maps).
  * An unknown key, a wrong type or an out-of-range value is SLM_ERR_CONFIG naming the key.
  * "require_signature": true makes slm_model_load refuse a model unless MODEL.sig is a
  * valid signature of the exact bytes loaded by a key whose .pub file is in "trust_dir"
@@ -83,6 +88,7 @@ typedef struct slm_model_info {
     uint64_t file_bytes, weight_bytes;
     const char *tokenizer;   /* "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE) */
     const char *weight_type; /* most common matrix type, e.g. "f16", "q4_k" */
+    int weights_copied;      /* 1: the file was copied into memory, 0: it is mapped */
 } slm_model_info;
 
 slm_status slm_model_get_info(const slm_model *model, slm_model_info *out);
@@ -157,8 +163,8 @@ void slm_session_free(slm_session *s);
 /* Applies a JSON object of per-request settings to a session: max_tokens,
  * temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
  * presence_penalty, frequency_penalty, seed, stop, ignore_eos, n_keep, context_policy. Keys that
- * size the session (n_ctx, n_batch, threads, quant, providers) are refused: they need a new
- * session. All or nothing. */
+ * size the session or belong to the model (n_ctx, n_batch, threads, quant, weights,
+ * providers) are refused: they need a new session (weights: a new model). All or nothing. */
 slm_status slm_session_configure(slm_session *s, const char *json, size_t len);
 /* Tokens whose keys and values are cached (a later slm_generate whose
  * prompt starts with the same tokens reuses them instead of recomputing). */

@@ -85,7 +85,7 @@ slm_status slm_adapter_merge_file_ex(const char *base, const char *adapter, cons
     gguf_writer *w = NULL;
     /* with trust_dir, both are verified before anything is merged: the model
      * and adapter bytes parsed are the bytes whose signatures were checked */
-    SLM_CHECK(slm_model_open_ex(base, 0, NULL, trust_dir, &m));
+    SLM_CHECK(slm_model_open_ex(base, 0, NULL, trust_dir, SLM_FILE_MAP, &m));
     SLM_CHECK(slm_lora_load(m, adapter, trust_dir, &ad));
     SLM_CHECK(gguf_writer_new(&w));
     SLM_CHECK(gguf_writer_copy_kv(w, m->gguf, NULL, NULL));

@@ -258,19 +258,26 @@ static slm_status copy_names(slm_model *m) {
     return SLM_OK;
 }
 
-/* Maps the file once, checks the mapping against path.sig, and reads GGUF
- * from the same mapping: what was verified is what is used. */
-static slm_status open_verified(slm_model *m, const char *trust_dir) {
+/* Holds the file in memory once (mapped or copied, `weights`), checks those
+ * bytes against path.sig when trust_dir is given, and reads GGUF from the
+ * same bytes: what was verified is what is used. */
+static slm_status open_file(slm_model *m, const char *trust_dir, slm_file_mode weights) {
     double t0 = slm_now_ms();
     m->map.fd = -1;
-    SLM_TRY(slm_map_file(m->path, &m->map));
-    slm_sig sig;
-    SLM_TRY(slm_trust_verify_bytes(m->path, m->map.data, m->map.size, NULL, trust_dir, &sig));
-    m->verify_ms = slm_now_ms() - t0;
-    char id[SLM_KEY_ID_HEX];
-    slm_trust_hex(sig.key_id, sizeof sig.key_id, id);
-    slm_log(SLM_LOG_INFO, "%s: signature by key %s verified in %.1f ms (%zu bytes)", m->path, id,
-            m->verify_ms, m->map.size);
+    SLM_TRY(slm_load_file(m->path, weights, &m->map));
+    if (slm_file_copied(&m->map))
+        slm_log(SLM_LOG_INFO, "%s: %zu MiB copied into memory (2 MiB pages) in %.1f ms", m->path,
+                m->map.size >> 20, slm_now_ms() - t0);
+    if (trust_dir) {
+        t0 = slm_now_ms();
+        slm_sig sig;
+        SLM_TRY(slm_trust_verify_bytes(m->path, m->map.data, m->map.size, NULL, trust_dir, &sig));
+        m->verify_ms = slm_now_ms() - t0;
+        char id[SLM_KEY_ID_HEX];
+        slm_trust_hex(sig.key_id, sizeof sig.key_id, id);
+        slm_log(SLM_LOG_INFO, "%s: signature by key %s verified in %.1f ms (%zu bytes)", m->path,
+                id, m->verify_ms, m->map.size);
+    }
     return gguf_open_memory(m->map.data, m->map.size, m->path, &m->gguf);
 }
 
@@ -279,11 +286,11 @@ double slm_model_verify_ms(const slm_model *m) {
 }
 
 slm_status slm_model_open(const char *path, int inspect_only, const char *quant, slm_model **out) {
-    return slm_model_open_ex(path, inspect_only, quant, NULL, out);
+    return slm_model_open_ex(path, inspect_only, quant, NULL, SLM_FILE_MAP, out);
 }
 
 slm_status slm_model_open_ex(const char *path, int inspect_only, const char *quant,
-                             const char *trust_dir, slm_model **out) {
+                             const char *trust_dir, slm_file_mode weights, slm_model **out) {
     slm_status st = SLM_OK;
     *out = NULL;
     if (!path || !*path) return slm_fail(SLM_ERR_INVALID_ARG, "no model path given");
@@ -296,10 +303,7 @@ slm_status slm_model_open_ex(const char *path, int inspect_only, const char *qua
         free(m);
         return slm_fail(SLM_ERR_NOMEM, "out of memory");
     }
-    if (trust_dir)
-        SLM_CHECK(open_verified(m, trust_dir));
-    else
-        SLM_CHECK(gguf_open(path, &m->gguf));
+    SLM_CHECK(open_file(m, trust_dir, inspect_only ? SLM_FILE_MAP : weights));
     SLM_CHECK(copy_names(m));
     summarize_tensors(m);
 

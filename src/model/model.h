@@ -74,7 +74,7 @@ struct slm_model {
     char **meta_keys;     /* NUL-terminated copies, [n_kv] */
     uint8_t *quant_store; /* matrices quantized at load (config "quant"), owned, or NULL */
     double quant_ms;      /* time spent quantizing at load */
-    slm_mapped_file map;  /* the verified mapping gguf reads (signature required), else unused */
+    slm_mapped_file map;  /* the file's bytes (mapped or copied) that gguf reads */
     double verify_ms;     /* time spent verifying the signature at load */
 };
 
@@ -84,10 +84,11 @@ struct slm_model {
 slm_status slm_model_open(const char *path, int inspect_only, const char *quant, slm_model **out);
 /* Same; trust_dir non-NULL requires path.sig to be a valid signature, by a key
  * in trust_dir, of the very bytes that are then parsed and used: the file is
- * mapped once, the mapping is hashed and checked, and GGUF is read from that
- * mapping. */
+ * held in memory once (weights: mapped or copied, see slm_load_file), those
+ * bytes are hashed and checked, and GGUF is read from them. slm_model_open
+ * maps. */
 slm_status slm_model_open_ex(const char *path, int inspect_only, const char *quant,
-                             const char *trust_dir, slm_model **out);
+                             const char *trust_dir, slm_file_mode weights, slm_model **out);
 void slm_model_close(slm_model *m);
 
 /* Memory the forward pass needs for a batch of up to n_batch tokens. */

@@ -11,7 +11,8 @@
 slm_status slm_model_load(const char *path, const slm_config *cfg, slm_model **out) {
     if (!out) return slm_fail(SLM_ERR_INVALID_ARG, "slm_model_load: out is NULL");
     const char *trust_dir = cfg && cfg->require_signature ? cfg->trust_dir : NULL;
-    return slm_model_open_ex(path, 0, cfg ? cfg->quant : NULL, trust_dir, out);
+    return slm_model_open_ex(path, 0, cfg ? cfg->quant : NULL, trust_dir,
+                             cfg ? cfg->weights : SLM_FILE_AUTO, out);
 }
 
 slm_status slm_model_inspect(const char *path, slm_model **out) {
@@ -47,6 +48,7 @@ slm_status slm_model_get_info(const slm_model *m, slm_model_info *out) {
     out->weight_bytes = m->weight_bytes;
     out->tokenizer = m->tok ? slm_tokenizer_kind_name(m->tok) : "none";
     out->weight_type = slm_type_name(m->weight_type);
+    out->weights_copied = slm_file_copied(&m->map);
     return SLM_OK;
 }
 

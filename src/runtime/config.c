@@ -27,6 +27,7 @@ void slm_config_defaults(slm_config *c) {
     c->n_ctx = 0;
     c->n_keep = -1;
     c->n_batch = 256;
+    c->weights = SLM_FILE_AUTO;
     c->context_policy = SLM_CTX_SHIFT;
 }
 
@@ -237,6 +238,19 @@ static slm_status apply_key(slm_config *c, const cJSON *it) {
         c->n_batch = (int32_t)v;
     } else if (!strcmp(k, "quant")) {
         SLM_TRY(want_string(it, c->quant, sizeof c->quant));
+    } else if (!strcmp(k, "weights")) {
+        char w[16];
+        SLM_TRY(want_string(it, w, sizeof w));
+        if (!strcmp(w, "auto"))
+            c->weights = SLM_FILE_AUTO;
+        else if (!strcmp(w, "map"))
+            c->weights = SLM_FILE_MAP;
+        else if (!strcmp(w, "copy"))
+            c->weights = SLM_FILE_COPY;
+        else
+            return slm_fail(SLM_ERR_CONFIG,
+                            "config key 'weights': \"%s\" (expected \"auto\", \"map\" or \"copy\")",
+                            w);
     } else if (!strcmp(k, "providers")) {
         SLM_TRY(apply_providers(c, it));
     } else if (!strcmp(k, "context_policy")) {
@@ -358,6 +372,10 @@ char *slm_config_to_json(const slm_config *c) {
     cJSON_AddNumberToObject(o, "n_keep", c->n_keep);
     cJSON_AddNumberToObject(o, "n_batch", c->n_batch);
     cJSON_AddStringToObject(o, "quant", c->quant);
+    cJSON_AddStringToObject(o, "weights",
+                            c->weights == SLM_FILE_MAP    ? "map"
+                            : c->weights == SLM_FILE_COPY ? "copy"
+                                                          : "auto");
     cJSON *pv = cJSON_AddArrayToObject(o, "providers");
     for (int32_t i = 0; pv && i < c->n_providers; i++)
         cJSON_AddItemToArray(pv, cJSON_CreateString(c->providers[i]));

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "base/mmap_file.h"
 #include "slm.h"
 
 #define SLM_MAX_STOP 16
@@ -42,11 +43,12 @@ struct slm_config {
     uint64_t seed;
     int32_t n_stop;
     char stop[SLM_MAX_STOP][SLM_MAX_STOP_LEN + 1];
-    int32_t threads; /* 0 = one per core */
-    int32_t n_ctx;   /* 0 = the model's, capped at SLM_DEFAULT_MAX_CTX */
-    int32_t n_keep;  /* tokens kept at the start when trimming; -1 = the BOS only */
-    int32_t n_batch; /* prefill batch */
-    char quant[16];  /* "" = as stored */
+    int32_t threads;       /* 0 = one per core */
+    int32_t n_ctx;         /* 0 = the model's, capped at SLM_DEFAULT_MAX_CTX */
+    int32_t n_keep;        /* tokens kept at the start when trimming; -1 = the BOS only */
+    int32_t n_batch;       /* prefill batch */
+    char quant[16];        /* "" = as stored */
+    slm_file_mode weights; /* "weights": how slm_model_load holds the file (auto, map, copy) */
     int32_t n_providers;
     char providers[SLM_MAX_PROVIDERS][16];
     slm_ctx_policy context_policy;

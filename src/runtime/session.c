@@ -145,6 +145,7 @@ slm_status slm_session_configure(slm_session *s, const char *json, size_t len) {
                         : next.n_batch != c->n_batch   ? "n_batch"
                         : next.threads != c->threads   ? "threads"
                         : strcmp(next.quant, c->quant) ? "quant"
+                        : next.weights != c->weights   ? "weights"
                         : (next.n_adapters != c->n_adapters ||
                            memcmp(next.adapter_path, c->adapter_path, sizeof c->adapter_path) ||
                            memcmp(next.adapter_scale, c->adapter_scale, sizeof c->adapter_scale))

@@ -51,6 +51,7 @@ assert d["decode_p50_ms"] <= d["decode_p95_ms"] <= d["decode_p99_ms"] <= d["deco
 assert d["peak_rss_bytes"] >= d["mapped_bytes"] > 0, (d["peak_rss_bytes"], d["mapped_bytes"])
 assert d["peak_rss_bytes"] < 2 << 30, d["peak_rss_bytes"]
 assert d["energy_source"] in ("rapl", "battery", "estimated"), d["energy_source"]
+assert d["weights"] in ("copy", "map"), d["weights"]
 assert d["threads"] == threads, d["threads"]
 assert d["prompt_tokens"] == prompt, d["prompt_tokens"]
 assert d["provider"] in d["providers_available"].split(","), d
@@ -68,6 +69,12 @@ check "--json is one line" test "$(wc -l <"$TMPD/b.json")" -eq 1
 # the config's providers are honoured and reported
 timeout 120 "$SLM" bench -m "$M" -p 8 -n 4 -r 1 -t 1 --json --config '{"providers":["ref"]}' >"$TMPD/r.json" 2>"$TMPD/err"
 check "bench with provider ref" check_json "$TMPD/r.json" 1 8 "assert d['provider'] == 'ref', d['provider']"
+
+# the config's weights: copied or mapped, as asked, and said so
+for w in copy map; do
+  timeout 120 "$SLM" bench -m "$M" -p 8 -n 4 -r 1 -t 1 --json --config "{\"weights\":\"$w\"}" >"$TMPD/w.json" 2>"$TMPD/err"
+  check "bench with weights $w" check_json "$TMPD/w.json" 1 8 "assert d['weights'] == '$w', d['weights']"
+done
 # the estimate scales with --watts-per-core
 timeout 120 "$SLM" bench -m "$M" -p 8 -n 4 -r 1 -t 1 --json --watts-per-core 0.001 >"$TMPD/w.json" 2>"$TMPD/err"
 check "--watts-per-core" check_json "$TMPD/w.json" 1 8 "assert d['energy_source'] != 'estimated' or d['watts_per_core'] == 0.001, d"

@@ -15,7 +15,14 @@ int main(void) {
     CHECK(c->max_tokens == 128);
     CHECK(c->n_keep == -1);
     CHECK(c->context_policy == SLM_CTX_SHIFT);
+    CHECK(c->weights == SLM_FILE_AUTO);
 
+    CHECK_OK(apply(c, "{\"weights\":\"map\"}"));
+    CHECK(c->weights == SLM_FILE_MAP);
+    CHECK_ERR(apply(c, "{\"weights\":\"mmap\"}"), SLM_ERR_CONFIG, "'weights'");
+    CHECK(c->weights == SLM_FILE_MAP);
+    CHECK_OK(apply(c, "{\"weights\":\"copy\"}"));
+    CHECK(c->weights == SLM_FILE_COPY);
     CHECK_OK(apply(c, "{\"max_tokens\":16,\"quant\":\"int8\"}"));
     CHECK(c->max_tokens == 16);
     CHECK(!strcmp(c->quant, "int8"));
@@ -82,6 +89,7 @@ int main(void) {
         CHECK_OK(slm_config_apply_json(d, js, strlen(js)));
         CHECK(d->max_tokens == c->max_tokens && d->seed == c->seed && d->n_stop == c->n_stop);
         CHECK(d->n_providers == c->n_providers && d->context_policy == c->context_policy);
+        CHECK(d->weights == SLM_FILE_COPY && d->weights == c->weights);
     }
     free(js);
     slm_config_free(d);

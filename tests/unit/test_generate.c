@@ -218,6 +218,8 @@ int main(void) {
         CHECK_OK(slm_generate(s, p1, strlen(p1), slm_test_collect, &t1, &r1));
         CHECK(r1.n_generated == 3);
         CHECK_ERR(slm_session_configure(s, "{\"n_ctx\":64}", 12), SLM_ERR_CONFIG, "new session");
+        CHECK_ERR(slm_session_configure(s, "{\"weights\":\"copy\"}", 18), SLM_ERR_CONFIG,
+                  "weights");
         CHECK_ERR(slm_session_configure(s, "{\"bogus\":1}", 11), SLM_ERR_CONFIG, "bogus");
         slm_session_free(s);
         slm_config_free(c);
@@ -233,6 +235,40 @@ int main(void) {
     if (l1 && l2)
         CHECK_MSG(max_rel_diff(l1, l2, nt1 * nv1) < 1e-5, "%g", max_rel_diff(l1, l2, nt1 * nv1));
     free(l2);
+
+    /* the config's weights: the file mapped or copied into memory gives the
+     * same bits; the model says which it did */
+    for (int w = 0; w < 2; w++) {
+        slm_config *wc = config(w ? "{\"weights\":\"copy\"}" : "{\"weights\":\"map\"}");
+        slm_model *mw = NULL;
+        CHECK_OK(slm_model_load(path8, wc, &mw));
+        if (mw) {
+            slm_model_info wi;
+            CHECK_OK(slm_model_get_info(mw, &wi));
+            CHECK_MSG(wi.weights_copied == w, "weights %d copied %d", w, wi.weights_copied);
+            CHECK_OK(logits_with(mw, NULL, prompt, &l2, &nt2, &nv2));
+            float *l3 = NULL;
+            size_t nt3 = 0, nv3 = 0;
+            slm_model *mr = NULL;
+            CHECK_OK(slm_model_load(path8, NULL, &mr));
+            if (mr) CHECK_OK(logits_with(mr, NULL, prompt, &l3, &nt3, &nv3));
+            CHECK(l2 && l3 && nt2 == nt3 && nv2 == nv3 && !memcmp(l2, l3, nt2 * nv2 * sizeof *l2));
+            free(l3);
+            slm_model_free(mr);
+            free(l2);
+            l2 = NULL;
+        }
+        slm_model_free(mw);
+        slm_config_free(wc);
+    }
+    {
+        slm_config *wc = NULL;
+        CHECK_OK(slm_config_new(&wc));
+        CHECK_ERR(slm_config_apply_json(wc, "{\"weights\":\"huge\"}", 18), SLM_ERR_CONFIG,
+                  "weights");
+        CHECK_ERR(slm_config_apply_json(wc, "{\"weights\":1}", 13), SLM_ERR_CONFIG, "weights");
+        slm_config_free(wc);
+    }
 
     /* F16 and Q8_0 copies of the same weights give nearly the same logits */
     slm_model *m16 = NULL, *m8 = NULL;

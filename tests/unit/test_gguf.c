@@ -1,10 +1,12 @@
 /* GGUF reader and writer: round trips of every value type, the real fixture,
  * and malformed files of every kind (each must fail cleanly, never crash). */
 #include <dirent.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/mmap_file.h"
@@ -1388,6 +1390,74 @@ static void test_testmodel(void) {
     remove(path2);
 }
 
+/* slm_load_file: the same bytes mapped and copied; a copy is 2 MiB-aligned,
+ * read-only and read in parts (a file over 64 MiB takes more than one
+ * thread on two cores, so the parts' edges are compared too). */
+static void test_load_file(void) {
+    char path[512];
+    check_tmp_path("loadfile.bin", path, sizeof path);
+    const size_t size = ((size_t)70 << 20) + 12345, chunk = (size_t)1 << 20;
+    FILE *f = fopen(path, "wb");
+    uint8_t *buf = malloc(chunk);
+    CHECK(f != NULL && buf != NULL);
+    if (!f || !buf) {
+        if (f) fclose(f);
+        free(buf);
+        return;
+    }
+    for (size_t off = 0; off < size; off += chunk) { /* every byte depends on its offset */
+        size_t n = size - off < chunk ? size - off : chunk;
+        for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)((off + i) * 2654435761u >> 13);
+        CHECK(fwrite(buf, 1, n, f) == n);
+    }
+    free(buf);
+    uint8_t last[5];
+    for (size_t i = 0; i < 5; i++) last[i] = (uint8_t)((size - 5 + i) * 2654435761u >> 13);
+    fclose(f);
+
+    slm_mapped_file mm, mc, ma;
+    CHECK_OK(slm_load_file(path, SLM_FILE_MAP, &mm));
+    CHECK_OK(slm_load_file(path, SLM_FILE_COPY, &mc));
+    CHECK_OK(slm_load_file(path, SLM_FILE_AUTO, &ma));
+    CHECK(mm.size == size && mc.size == size && ma.size == size);
+    CHECK(!slm_file_copied(&mm) && slm_file_copied(&mc));
+    CHECK(((uintptr_t)mc.data & (((uintptr_t)2 << 20) - 1)) == 0);
+    CHECK(mc.fd >= 0 && mm.fd >= 0);
+    if (mm.data && mc.data && ma.data) {
+        CHECK(memcmp(mm.data, mc.data, size) == 0);
+        CHECK(memcmp(mm.data, ma.data, size) == 0);
+        CHECK(memcmp(mc.data + size - 5, last, 5) == 0);
+    }
+    /* the copy is read-only: a write kills the writer */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL); /* not a sanitizer's report: the fault is expected */
+        signal(SIGBUS, SIG_DFL);
+        ((volatile uint8_t *)(uintptr_t)mc.data)[100] = 7;
+        _exit(0);
+    }
+    int wst = 0;
+    CHECK(pid > 0 && waitpid(pid, &wst, 0) == pid);
+    CHECK_MSG(!(WIFEXITED(wst) && WEXITSTATUS(wst) == 0), "a write to the copy succeeded");
+    slm_unmap_file(&mm);
+    slm_unmap_file(&mc);
+    slm_unmap_file(&ma);
+    CHECK(mc.data == NULL && mc.copy == NULL && mc.fd == -1 && mc.size == 0);
+
+    /* empty files, missing files, directories */
+    f = fopen(path, "wb");
+    if (f) fclose(f);
+    CHECK_OK(slm_load_file(path, SLM_FILE_COPY, &mc));
+    CHECK(mc.size == 0 && mc.data == NULL && !slm_file_copied(&mc));
+    slm_unmap_file(&mc);
+    remove(path);
+    CHECK_ERR(slm_load_file(path, SLM_FILE_COPY, &mc), SLM_ERR_IO, "cannot open");
+    CHECK(mc.data == NULL && mc.fd == -1);
+    CHECK_ERR(slm_load_file(".", SLM_FILE_COPY, &mc), SLM_ERR_IO, "not a regular file");
+    slm_unmap_file(&mc); /* harmless after a failure */
+}
+
 int main(void) {
     test_round_trip();
     test_scalars_and_getters();
@@ -1399,5 +1469,6 @@ int main(void) {
     test_truncation_and_flips();
     test_fixture();
     test_testmodel();
+    test_load_file();
     return check_finish();
 }
