@@ -1397,36 +1397,94 @@ static inline __attribute__((always_inline)) float dot_q6_row(const uint8_t *row
     return _mm512_reduce_add_ps(acc);
 }
 
+/* Decode, q4_k/q5_k: super-block blk's integer lanes against the token's xb,
+ * into acc with d * d_x (dm: d * d_x, dmin * d_x in lanes 0, 1). */
+static inline __attribute__((always_inline)) __m512
+k45_dot_sb(int q5, const uint8_t *blk, const uint8_t *xb, __m128i sc8, __m128 dm, __m512 acc) {
+    __m512i w[4];
+    k45_vecs(blk, q5, w);
+    const __m512i isum = k45_isum(w, k45_scale_words(sc8), xb);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dm), acc);
+}
+
+/* d * d_x and dmin * d_x (lanes 0, 1) from one conversion of both halves. */
+static inline __attribute__((always_inline)) __m128 k45_dm(const uint8_t *blk, const uint8_t *xb) {
+    int32_t dm2;
+    memcpy(&dm2, blk, 4);
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dm2)), _mm_set1_ps(slm_xk_d(xb)));
+}
+
+/* Two super-blocks b, b + 1 (b even) of a q4_k/q5_k row: their scales
+ * decoded together, each one's integer lanes into acc, and their minimums'
+ * parts (4 lanes each) into the 8 lanes of `half`: chunks b % 4 and
+ * b % 4 + 1 of tile_k45's accm, the lower half of it for b % 4 == 0, the
+ * upper for 2. Lane by lane the same float steps as tile_k45. */
+static inline __attribute__((always_inline)) void
+k45_pair(int q5, const uint8_t *blk0, size_t bb, const uint8_t *xb0, __m512 *acc, __m256 *half) {
+    const uint8_t *blk1 = blk0 + bb, *xb1 = xb0 + XK_BYTES;
+    for (size_t k = 0; k < 2 * bb; k += 64)
+        _mm_prefetch((const char *)blk0 + DECODE_PREFETCH + k, _MM_HINT_T0);
+    __m256i sc, mn;
+    slm_x86_kscales2(blk0, blk1, &sc, &mn);
+    const __m128 dm0 = k45_dm(blk0, xb0), dm1 = k45_dm(blk1, xb1);
+    *acc = k45_dot_sb(q5, blk0, xb0, _mm256_castsi256_si128(sc), dm0, *acc);
+    *acc = k45_dot_sb(q5, blk1, xb1, _mm256_extracti128_si256(sc, 1), dm1, *acc);
+    const __m128i mn2 =
+        _mm_unpacklo_epi64(_mm256_castsi256_si128(mn), _mm256_extracti128_si256(mn, 1));
+    const __m256i cs = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(xb0 + XK_BSUM32))),
+        _mm_loadu_si128((const __m128i *)(const void *)(xb1 + XK_BSUM32)), 1);
+    const __m256 ms = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mn2), cs));
+    /* -(dmin * d_x) of b in lanes 0-3, of b + 1 in lanes 4-7 */
+    const __m256 ndm = _mm256_xor_ps(
+        _mm256_permutevar8x32_ps(_mm256_insertf128_ps(_mm256_castps128_ps256(dm0), dm1, 1),
+                                 _mm256_setr_epi32(1, 1, 1, 1, 5, 5, 5, 5)),
+        _mm256_set1_ps(-0.0f));
+    *half = _mm256_fmadd_ps(ms, ndm, *half);
+}
+
+/* One super-block b of a q4_k/q5_k row (the last, when their count is odd):
+ * as k45_pair, its minimums' part into lanes 0-3 of `half`. */
+static inline __attribute__((always_inline)) void
+k45_single(int q5, const uint8_t *blk, const uint8_t *xb, __m512 *acc, __m256 *half) {
+    __m128i sc8, mn8;
+    slm_x86_kscales(blk, &sc8, &mn8);
+    const __m128 dm = k45_dm(blk, xb);
+    *acc = k45_dot_sb(q5, blk, xb, sc8, dm, *acc);
+    const __m128i ms = _mm_madd_epi16(
+        _mm_cvtepu8_epi16(mn8), _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32)));
+    const __m256 ndm =
+        _mm256_castps128_ps256(_mm_xor_ps(_mm_permute_ps(dm, 0x55), _mm_set1_ps(-0.0f)));
+    *half = _mm256_mask3_fmadd_ps(_mm256_castps128_ps256(_mm_cvtepi32_ps(ms)), ndm, *half,
+                                  (__mmask8)0x0f);
+}
+
 /* Decode, q4_k/q5_k: one row against one quantized token; the same integer
- * lanes and float steps as tile_k45. */
+ * lanes and float steps as tile_k45, super-blocks in pairs so that one
+ * 256-bit pass decodes two super-blocks' scales and one FMA takes two
+ * minimums' parts (accm's halves held apart: lo = chunks 0-1, hi = 2-3). */
 static inline __attribute__((always_inline)) float dot_k45_row(int q5, const uint8_t *row,
                                                                const uint8_t *xk, int64_t n) {
     const size_t bb = q5 ? 176 : 144;
-    __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / 256; b++) {
-        const uint8_t *blk = row + (size_t)b * bb, *xb = xk + b * XK_BYTES;
-        for (size_t k = 0; k < bb; k += 64)
-            _mm_prefetch((const char *)blk + DECODE_PREFETCH + k, _MM_HINT_T0);
-        __m128i sc8, mn8;
-        slm_x86_kscales(blk, &sc8, &mn8);
-        __m512i w[4];
-        k45_vecs(blk, q5, w);
-        const __m512i isum = k45_isum(w, k45_scale_words(sc8), xb);
-        /* d * d_x and dmin * d_x from one conversion of both halves */
-        int32_t dm2;
-        memcpy(&dm2, blk, 4);
-        const __m128 dm =
-            _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dm2)), _mm_set1_ps(slm_xk_d(xb)));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dm), acc);
-        const __m128i ms =
-            _mm_madd_epi16(_mm_cvtepu8_epi16(mn8),
-                           _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32)));
-        accm = _mm512_mask3_fmadd_ps(
-            _mm512_broadcast_f32x4(_mm_cvtepi32_ps(ms)),
-            _mm512_broadcastss_ps(_mm_xor_ps(_mm_permute_ps(dm, 0x55), _mm_set1_ps(-0.0f))), accm,
-            (__mmask16)(0xfu << (4 * (b % 4))));
+    const int64_t nsb = n / 256;
+    __m512 acc = _mm512_setzero_ps();
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nsb; b += 4) {
+        k45_pair(q5, row + (size_t)b * bb, bb, xk + b * XK_BYTES, &acc, &lo);
+        k45_pair(q5, row + (size_t)(b + 2) * bb, bb, xk + (b + 2) * XK_BYTES, &acc, &hi);
     }
-    return k45_finish(acc, accm);
+    if (b + 2 <= nsb) {
+        k45_pair(q5, row + (size_t)b * bb, bb, xk + b * XK_BYTES, &acc, &lo);
+        b += 2;
+    }
+    if (b < nsb) {
+        if (b % 4 == 0)
+            k45_single(q5, row + (size_t)b * bb, xk + b * XK_BYTES, &acc, &lo);
+        else
+            k45_single(q5, row + (size_t)b * bb, xk + b * XK_BYTES, &acc, &hi);
+    }
+    return k45_finish(acc, _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
 }
 
 /* Decode over rows r0..r1 with one of the row kernels above. */

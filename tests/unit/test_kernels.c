@@ -620,9 +620,11 @@ int main(void) {
             if (bs == 32)
                 for (int64_t over = 0; over < 8; over++)
                     test_matmul_type(pv, pools, t, (8 + over) * 32);
-            /* Super-blocks: two whole groups of four and one over (avx512
-             * sums the q4_k/q5_k minimums four super-blocks at a time). */
-            if (bs == 256) test_matmul_type(pv, pools, t, 9 * 256);
+            /* Super-blocks: 1-9, so every tail after whole groups of four
+             * (avx512 sums the q4_k/q5_k minimums four super-blocks at a
+             * time, and its decode takes them in pairs) is met. */
+            if (bs == 256)
+                for (int64_t nsb = 1; nsb <= 9; nsb++) test_matmul_type(pv, pools, t, nsb * 256);
             test_matmul_many_tokens(pv, pools, t, bs == 1 ? 77 : 3 * (int64_t)bs);
             test_matmul_batch_sizes(pv, pools, t, bs == 1 ? 45 : (bs == 32 ? 5 : 2) * (int64_t)bs);
             test_matmul_guard(pv, pools[1], t, bs == 1 ? 45 : (bs == 32 ? 5 : 3) * (int64_t)bs);
