@@ -1921,12 +1921,6 @@ static float avx512_dot_row(uint32_t type, const void *row, const float *x, int6
 
 /* One token: row by row in the stored type (one sequential stream: reading
  * four rows at once measured 3x slower from DRAM on 576-column rows). */
-/* f16 decode (f16_activations): x rounded to an f16 copy once, then each row
- * against it, one at a time in the tile shape. Half the L1 of f32
- * activations: with an f32 x, rows longer than about 2048 columns streamed
- * at half the read rate here, x and the passing weights no longer fitting
- * in L1 together. The batched path (matmul_f16) rounds x the same way, so
- * a token gets the same bits. */
 /* x[0..16) under mask m rounded to f16 (to nearest even; f16_activations):
  * the one rounding both matvec_f16 and matmul_f16 use. */
 static inline __m256i x_to_f16(const float *x, __mmask16 m) {
@@ -1934,6 +1928,12 @@ static inline __m256i x_to_f16(const float *x, __mmask16 m) {
                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
+/* f16 decode (f16_activations): x rounded to an f16 copy once, then each row
+ * against it, one at a time in the tile shape. Half the L1 of f32
+ * activations: with an f32 x, rows longer than about 2048 columns streamed
+ * at half the read rate here, x and the passing weights no longer fitting
+ * in L1 together. The batched path (matmul_f16) rounds x the same way, so
+ * a token gets the same bits. */
 static void matvec_f16(const slm_matrix *W, int64_t r0, int64_t r1, const float *x, float *y,
                        float *scratch) {
     const int64_t n = W->n_cols;

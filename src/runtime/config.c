@@ -186,6 +186,34 @@ static slm_status apply_hybrid_section(const cJSON *it, char *dst, size_t cap) {
     return SLM_OK;
 }
 
+/* The names of the string-valued choices, indexed by their enum values. */
+static const char *const k_policy_names[] = {"shift", "error"};       /* slm_ctx_policy */
+static const char *const k_weights_names[] = {"auto", "map", "copy"}; /* slm_file_mode */
+_Static_assert(SLM_CTX_ERROR == 1 && SLM_FILE_MAP == 1 && SLM_FILE_COPY == 2,
+               "the name tables follow the enums");
+#define N_NAMES(a) ((int)(sizeof(a) / sizeof *(a)))
+
+/* A string that must be one of names[0..n): its index in *out, else an error
+ * naming the key and the choices. */
+static slm_status want_choice(const cJSON *it, const char *const *names, int n, int *out) {
+    char v[16];
+    SLM_TRY(want_string(it, v, sizeof v));
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, names[i])) {
+            *out = i;
+            return SLM_OK;
+        }
+    char expected[128] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s\"%s\"",
+                 i == 0       ? ""
+                 : i == n - 1 ? " or "
+                              : ", ",
+                 names[i]);
+    return slm_fail(SLM_ERR_CONFIG, "config key '%s': \"%s\" (expected %s)", it->string, v,
+                    expected);
+}
+
 /* Applies one key to `c` (which the caller discards on failure). */
 static slm_status apply_key(slm_config *c, const cJSON *it) {
     const char *k = it->string;
@@ -239,31 +267,15 @@ static slm_status apply_key(slm_config *c, const cJSON *it) {
     } else if (!strcmp(k, "quant")) {
         SLM_TRY(want_string(it, c->quant, sizeof c->quant));
     } else if (!strcmp(k, "weights")) {
-        char w[16];
-        SLM_TRY(want_string(it, w, sizeof w));
-        if (!strcmp(w, "auto"))
-            c->weights = SLM_FILE_AUTO;
-        else if (!strcmp(w, "map"))
-            c->weights = SLM_FILE_MAP;
-        else if (!strcmp(w, "copy"))
-            c->weights = SLM_FILE_COPY;
-        else
-            return slm_fail(SLM_ERR_CONFIG,
-                            "config key 'weights': \"%s\" (expected \"auto\", \"map\" or \"copy\")",
-                            w);
+        int w = 0;
+        SLM_TRY(want_choice(it, k_weights_names, N_NAMES(k_weights_names), &w));
+        c->weights = (slm_file_mode)w;
     } else if (!strcmp(k, "providers")) {
         SLM_TRY(apply_providers(c, it));
     } else if (!strcmp(k, "context_policy")) {
-        char p[16];
-        SLM_TRY(want_string(it, p, sizeof p));
-        if (!strcmp(p, "shift"))
-            c->context_policy = SLM_CTX_SHIFT;
-        else if (!strcmp(p, "error"))
-            c->context_policy = SLM_CTX_ERROR;
-        else
-            return slm_fail(SLM_ERR_CONFIG,
-                            "config key 'context_policy': \"%s\" (expected \"shift\" or \"error\")",
-                            p);
+        int pol = 0;
+        SLM_TRY(want_choice(it, k_policy_names, N_NAMES(k_policy_names), &pol));
+        c->context_policy = (slm_ctx_policy)pol;
     } else if (!strcmp(k, "ignore_eos")) {
         if (!cJSON_IsBool(it))
             return slm_fail(SLM_ERR_CONFIG, "config key 'ignore_eos': expected true or false");
@@ -372,15 +384,11 @@ char *slm_config_to_json(const slm_config *c) {
     cJSON_AddNumberToObject(o, "n_keep", c->n_keep);
     cJSON_AddNumberToObject(o, "n_batch", c->n_batch);
     cJSON_AddStringToObject(o, "quant", c->quant);
-    cJSON_AddStringToObject(o, "weights",
-                            c->weights == SLM_FILE_MAP    ? "map"
-                            : c->weights == SLM_FILE_COPY ? "copy"
-                                                          : "auto");
+    cJSON_AddStringToObject(o, "weights", k_weights_names[c->weights]);
     cJSON *pv = cJSON_AddArrayToObject(o, "providers");
     for (int32_t i = 0; pv && i < c->n_providers; i++)
         cJSON_AddItemToArray(pv, cJSON_CreateString(c->providers[i]));
-    cJSON_AddStringToObject(o, "context_policy",
-                            c->context_policy == SLM_CTX_SHIFT ? "shift" : "error");
+    cJSON_AddStringToObject(o, "context_policy", k_policy_names[c->context_policy]);
     cJSON_AddBoolToObject(o, "ignore_eos", c->ignore_eos);
     cJSON_AddBoolToObject(o, "require_signature", c->require_signature);
     cJSON_AddStringToObject(o, "trust_dir", c->trust_dir);
