@@ -1198,11 +1198,21 @@ static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const 
  * minimums folded in through the activations' per-sub-block code sums:
  *    q4_k, q5_k: d * sum_j sc_j (q . c)_j  -  dmin * sum_j mn_j csum32_j
  *    q6_k:       d * sum_j sc_j ((q . c)_j - 32 csum16_j)
- * (times d_x). The float work is then one convert and FMA per super-block
- * (and an FMA for the minimums) instead of one per 64 weights:
- *    acc  = fma(float(isum), d * d_x, acc)          16 lanes
- *    accm = fma(float(msum), -(dmin * d_x), accm)   (q4_k, q5_k)
- * and the lanes are summed in a fixed order (k45_finish). The integer parts are
+ * (times d_x). The float work is then per super-block, not per 64 weights:
+ *    q6_k:        acc = fma(float(isum), d * d_x, acc)           16 lanes
+ *    q4_k, q5_k:  acc = fma(float(sums of b = 4g..4g+3), d_b * d_x, acc)
+ *                 accm = fma(float(msum), -(dmin * d_x), accm)
+ * where for q4_k/q5_k four super-blocks share one convert and FMA
+ * (sb4_step): the 16 integer lanes of each are summed per 128-bit chunk j
+ * (exactly) into lane 4j + b % 4 of one vector. The lanes are summed in a
+ * fixed order at the end (k45_finish). The q4_k/q5_k prefill tiles
+ * transpose four tokens instead of four super-blocks into one vector, keep
+ * one accumulator per b % 4, and put each token's lanes back in decode's
+ * order at the end (sb4_tokens), so each lane sees the same float steps in
+ * the same order: per (row, token, super-block) a quarter of a convert,
+ * multiply and FMA instead of one each. (The same for q6_k made its decode
+ * slower at 2048 columns and its tile is a small part of prefill; see
+ * docs/PERFORMANCE.md.) The integer parts are
  * exact (|isum| < 2^25), so decode (weights decoded in registers) and
  * prefill (rows decoded once into L1, register tiles) give a token the same
  * bits alone and in any batch. The activation rounding is now up to half a
@@ -1368,6 +1378,40 @@ static inline __attribute__((always_inline)) __m512i q6_offset(__m512i isum, __m
     return _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
 }
 
+/* The q4_k/q5_k float step, four super-blocks at a time: their integer
+ * lanes (i[k]: super-block 4g + k, zero past the row's end) transposed so
+ * that lane 4j + k holds the exact sum of i[k]'s chunk j, then one convert
+ * and FMA with d * d_x of super-block k (d4 lane k, zero past the end) in
+ * lanes 4j + k. The tiles keep tokens where decode keeps super-blocks (lane
+ * 4j + t of their acc[r][k]) and put them back with sb4_tokens. */
+static inline __attribute__((always_inline)) __m512 sb4_step(const __m512i i[4], __m128 d4,
+                                                             __m512 acc) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(quad_transpose(i)), _mm512_broadcast_f32x4(d4), acc);
+}
+
+/* A tile's acc[k] (lane 4j + t: token t, super-blocks 4g + k) as each
+ * token's decode accumulator v[t] (lane 4j + k): a 4 x 4 transpose per
+ * 128-bit chunk. */
+static inline __attribute__((always_inline)) void sb4_tokens(const __m512 acc[4], __m512 v[4]) {
+    const __m512d t01 = _mm512_castps_pd(_mm512_unpacklo_ps(acc[0], acc[1])),
+                  t23 = _mm512_castps_pd(_mm512_unpacklo_ps(acc[2], acc[3])),
+                  u01 = _mm512_castps_pd(_mm512_unpackhi_ps(acc[0], acc[1])),
+                  u23 = _mm512_castps_pd(_mm512_unpackhi_ps(acc[2], acc[3]));
+    v[0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t01, t23));
+    v[1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t01, t23));
+    v[2] = _mm512_castpd_ps(_mm512_unpacklo_pd(u01, u23));
+    v[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(u01, u23));
+}
+
+/* A tile's d_x of super-block b for T tokens in lanes 4j + t (zero for t >= T). */
+static inline __attribute__((always_inline)) __m512 sb4_dx(const uint8_t *xk, size_t x_tok,
+                                                           int64_t b, const int T) {
+    float dxs[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) dxs[t] =
+        slm_xk_d(xk + (size_t)t * x_tok + b * XK_BYTES);
+    return _mm512_broadcast_f32x4(_mm_loadu_ps(dxs));
+}
+
 /* Decode, q6_k: one row against one quantized token. The loop over the 4
  * code vectors is unrolled on purpose: left as a loop (GCC does by
  * default), each pass rebuilt the permute index, branched on the nibble
@@ -1397,14 +1441,13 @@ static inline __attribute__((always_inline)) float dot_q6_row(const uint8_t *row
     return _mm512_reduce_add_ps(acc);
 }
 
-/* Decode, q4_k/q5_k: super-block blk's integer lanes against the token's xb,
- * into acc with d * d_x (dm: d * d_x, dmin * d_x in lanes 0, 1). */
-static inline __attribute__((always_inline)) __m512
-k45_dot_sb(int q5, const uint8_t *blk, const uint8_t *xb, __m128i sc8, __m128 dm, __m512 acc) {
+/* Decode, q4_k/q5_k: super-block blk's 16 integer lanes against the
+ * token's xb. */
+static inline __attribute__((always_inline)) __m512i k45_sb_isum(int q5, const uint8_t *blk,
+                                                                 const uint8_t *xb, __m128i sc8) {
     __m512i w[4];
     k45_vecs(blk, q5, w);
-    const __m512i isum = k45_isum(w, k45_scale_words(sc8), xb);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dm), acc);
+    return k45_isum(w, k45_scale_words(sc8), xb);
 }
 
 /* d * d_x and dmin * d_x (lanes 0, 1) from one conversion of both halves. */
@@ -1415,20 +1458,28 @@ static inline __attribute__((always_inline)) __m128 k45_dm(const uint8_t *blk, c
 }
 
 /* Two super-blocks b, b + 1 (b even) of a q4_k/q5_k row: their scales
- * decoded together, each one's integer lanes into acc, and their minimums'
- * parts (4 lanes each) into the 8 lanes of `half`: chunks b % 4 and
- * b % 4 + 1 of tile_k45's accm, the lower half of it for b % 4 == 0, the
- * upper for 2. Lane by lane the same float steps as tile_k45. */
-static inline __attribute__((always_inline)) void
-k45_pair(int q5, const uint8_t *blk0, size_t bb, const uint8_t *xb0, __m512 *acc, __m256 *half) {
+ * decoded together, their integer lanes into i[0], i[1], d * d_x and
+ * dmin * d_x of b, then of b + 1, into *dm, and their minimums' parts (4 lanes
+ * each) into the 8 lanes of `half`: chunks b % 4 and b % 4 + 1 of tile_k45's
+ * accm, the lower half of it for b % 4 == 0, the upper for 2. Lane by lane
+ * the same float steps as tile_k45. */
+static inline __attribute__((always_inline)) void k45_pair(int q5, const uint8_t *blk0, size_t bb,
+                                                           const uint8_t *xb0, __m512i i[2],
+                                                           __m128 *dm, __m256 *half) {
     const uint8_t *blk1 = blk0 + bb, *xb1 = xb0 + XK_BYTES;
     for (size_t k = 0; k < 2 * bb; k += 64)
         _mm_prefetch((const char *)blk0 + DECODE_PREFETCH + k, _MM_HINT_T0);
     __m256i sc, mn;
     slm_x86_kscales2(blk0, blk1, &sc, &mn);
-    const __m128 dm0 = k45_dm(blk0, xb0), dm1 = k45_dm(blk1, xb1);
-    *acc = k45_dot_sb(q5, blk0, xb0, _mm256_castsi256_si128(sc), dm0, *acc);
-    *acc = k45_dot_sb(q5, blk1, xb1, _mm256_extracti128_si256(sc, 1), dm1, *acc);
+    int32_t dm0, dm1; /* both halves (d, dmin) of each: one conversion */
+    memcpy(&dm0, blk0, 4);
+    memcpy(&dm1, blk1, 4);
+    const __m128 dx =
+        _mm_castpd_ps(_mm_loadh_pd(_mm_load_sd((const double *)(const void *)(xb0 + XK_D)),
+                                   (const double *)(const void *)(xb1 + XK_D)));
+    *dm = _mm_mul_ps(_mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(dm0), dm1, 1)), dx);
+    i[0] = k45_sb_isum(q5, blk0, xb0, _mm256_castsi256_si128(sc));
+    i[1] = k45_sb_isum(q5, blk1, xb1, _mm256_extracti128_si256(sc, 1));
     const __m128i mn2 =
         _mm_unpacklo_epi64(_mm256_castsi256_si128(mn), _mm256_extracti128_si256(mn, 1));
     const __m256i cs = _mm256_inserti128_si256(
@@ -1436,53 +1487,66 @@ k45_pair(int q5, const uint8_t *blk0, size_t bb, const uint8_t *xb0, __m512 *acc
         _mm_loadu_si128((const __m128i *)(const void *)(xb1 + XK_BSUM32)), 1);
     const __m256 ms = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mn2), cs));
     /* -(dmin * d_x) of b in lanes 0-3, of b + 1 in lanes 4-7 */
-    const __m256 ndm = _mm256_xor_ps(
-        _mm256_permutevar8x32_ps(_mm256_insertf128_ps(_mm256_castps128_ps256(dm0), dm1, 1),
-                                 _mm256_setr_epi32(1, 1, 1, 1, 5, 5, 5, 5)),
-        _mm256_set1_ps(-0.0f));
+    const __m256 ndm =
+        _mm256_xor_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(*dm),
+                                               _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3)),
+                      _mm256_set1_ps(-0.0f));
     *half = _mm256_fmadd_ps(ms, ndm, *half);
 }
 
 /* One super-block b of a q4_k/q5_k row (the last, when their count is odd):
- * as k45_pair, its minimums' part into lanes 0-3 of `half`. */
+ * as k45_pair (*dm: d * d_x, dmin * d_x, zero, zero), its minimums' part
+ * into lanes 0-3 of `half`. */
 static inline __attribute__((always_inline)) void
-k45_single(int q5, const uint8_t *blk, const uint8_t *xb, __m512 *acc, __m256 *half) {
+k45_single(int q5, const uint8_t *blk, const uint8_t *xb, __m512i *i, __m128 *dm, __m256 *half) {
     __m128i sc8, mn8;
     slm_x86_kscales(blk, &sc8, &mn8);
-    const __m128 dm = k45_dm(blk, xb);
-    *acc = k45_dot_sb(q5, blk, xb, sc8, dm, *acc);
+    *dm = k45_dm(blk, xb);
+    *i = k45_sb_isum(q5, blk, xb, sc8);
     const __m128i ms = _mm_madd_epi16(
         _mm_cvtepu8_epi16(mn8), _mm_loadu_si128((const __m128i *)(const void *)(xb + XK_BSUM32)));
     const __m256 ndm =
-        _mm256_castps128_ps256(_mm_xor_ps(_mm_permute_ps(dm, 0x55), _mm_set1_ps(-0.0f)));
+        _mm256_castps128_ps256(_mm_xor_ps(_mm_permute_ps(*dm, 0x55), _mm_set1_ps(-0.0f)));
     *half = _mm256_mask3_fmadd_ps(_mm256_castps128_ps256(_mm_cvtepi32_ps(ms)), ndm, *half,
                                   (__mmask8)0x0f);
 }
 
+/* Four super-blocks' float step from their integer lanes and two pairs'
+ * (or singles') d * d_x, dmin * d_x. */
+static inline __attribute__((always_inline)) __m512 k45_quad_step(const __m512i i[4], __m128 dm01,
+                                                                  __m128 dm23, __m512 acc) {
+    return sb4_step(i, _mm_shuffle_ps(dm01, dm23, _MM_SHUFFLE(2, 0, 2, 0)), acc);
+}
+
 /* Decode, q4_k/q5_k: one row against one quantized token; the same integer
- * lanes and float steps as tile_k45, super-blocks in pairs so that one
- * 256-bit pass decodes two super-blocks' scales and one FMA takes two
- * minimums' parts (accm's halves held apart: lo = chunks 0-1, hi = 2-3). */
+ * lanes and float steps as tile_k45. Super-blocks go in fours: two pairs
+ * (one 256-bit pass decodes a pair's scales, one FMA takes its two
+ * minimums' parts into a half of accm: lo = chunks 0-1, hi = 2-3), then one
+ * convert and FMA for the four's transposed sums (k45_quad_step). */
 static inline __attribute__((always_inline)) float dot_k45_row(int q5, const uint8_t *row,
                                                                const uint8_t *xk, int64_t n) {
     const size_t bb = q5 ? 176 : 144;
     const int64_t nsb = n / 256;
     __m512 acc = _mm512_setzero_ps();
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    __m512i i[4];
+    __m128 dm01, dm23;
     int64_t b = 0;
     for (; b + 4 <= nsb; b += 4) {
-        k45_pair(q5, row + (size_t)b * bb, bb, xk + b * XK_BYTES, &acc, &lo);
-        k45_pair(q5, row + (size_t)(b + 2) * bb, bb, xk + (b + 2) * XK_BYTES, &acc, &hi);
+        k45_pair(q5, row + (size_t)b * bb, bb, xk + b * XK_BYTES, i, &dm01, &lo);
+        k45_pair(q5, row + (size_t)(b + 2) * bb, bb, xk + (b + 2) * XK_BYTES, i + 2, &dm23, &hi);
+        acc = k45_quad_step(i, dm01, dm23, acc);
     }
-    if (b + 2 <= nsb) {
-        k45_pair(q5, row + (size_t)b * bb, bb, xk + b * XK_BYTES, &acc, &lo);
-        b += 2;
-    }
-    if (b < nsb) {
-        if (b % 4 == 0)
-            k45_single(q5, row + (size_t)b * bb, xk + b * XK_BYTES, &acc, &lo);
-        else
-            k45_single(q5, row + (size_t)b * bb, xk + b * XK_BYTES, &acc, &hi);
+    if (b < nsb) { /* one to three left: the missing ones zero */
+        for (int k = 0; k < 4; k++) i[k] = _mm512_setzero_si512();
+        dm01 = dm23 = _mm_setzero_ps();
+        const int64_t left = nsb - b;
+        if (left >= 2) k45_pair(q5, row + (size_t)b * bb, bb, xk + b * XK_BYTES, i, &dm01, &lo);
+        if (left == 1)
+            k45_single(q5, row + (size_t)b * bb, xk + b * XK_BYTES, i, &dm01, &lo);
+        else if (left == 3)
+            k45_single(q5, row + (size_t)(b + 2) * bb, xk + (b + 2) * XK_BYTES, i + 2, &dm23, &hi);
+        acc = k45_quad_step(i, dm01, dm23, acc);
     }
     return k45_finish(acc, _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
 }
@@ -1596,28 +1660,38 @@ static inline __attribute__((always_inline)) void tile_k45(const uint8_t *wp, si
                                       _mm512_mul_ps(ndmin, dx[t]), accm[r][t], valid);
         }
     }
-    __m512 acc[X8_ROWS][X8_TOKS];
+    /* acc[r][k]: super-blocks 4g + k of row r, lane 4j + t for token t
+     * (chunk j's sum, k45_quad_step's layout with tokens for super-blocks) */
+    __m512 acc[X8_ROWS][4];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nsb; b++) {
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const uint8_t *wb = wp + (size_t)r * w_row + b * KQ_MAIN;
-            const __m512i w[4] = {_mm512_loadu_si512(wb), _mm512_loadu_si512(wb + 64),
-                                  _mm512_loadu_si512(wb + 128), _mm512_loadu_si512(wb + 192)};
-            const __m512i s = _mm512_loadu_si512(wb + KQ_SCALES);
-            const __m512 d = _mm512_set1_ps(kp_float(
-                grp + (size_t)r * w_row + (size_t)(b / 4) * KQ_GROUP + KQ_D + 4 * (b % 4)));
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-                const uint8_t *xb = xk + (size_t)t * x_tok + b * XK_BYTES;
-                acc[r][t] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(k45_isum(w, s, xb)),
-                                    _mm512_mul_ps(d, _mm512_set1_ps(slm_xk_d(xb))), acc[r][t]);
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) acc[r][k] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < nsb; g += 4) {
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+            const int64_t b = g + k;
+            if (b >= nsb) break;
+            const __m512 dx = sb4_dx(xk, x_tok, b, T);
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+                const uint8_t *wb = wp + (size_t)r * w_row + b * KQ_MAIN;
+                const __m512i w[4] = {_mm512_loadu_si512(wb), _mm512_loadu_si512(wb + 64),
+                                      _mm512_loadu_si512(wb + 128), _mm512_loadu_si512(wb + 192)};
+                const __m512i s = _mm512_loadu_si512(wb + KQ_SCALES);
+                const __m512 d = _mm512_set1_ps(kp_float(
+                    grp + (size_t)r * w_row + (size_t)(b / 4) * KQ_GROUP + KQ_D + 4 * (b % 4)));
+                __m512i i[4];
+                _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) i[t] =
+                    t < T ? k45_isum(w, s, xk + (size_t)t * x_tok + b * XK_BYTES)
+                          : _mm512_setzero_si512();
+                acc[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(quad_transpose(i)),
+                                            _mm512_mul_ps(d, dx), acc[r][k]);
             }
         }
     }
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        __m512 v[4];
+        sb4_tokens(acc[r], v);
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] =
-            k45_finish(acc[r][t], accm[r][t]);
+            k45_finish(v[t], accm[r][t]);
+    }
 }
 
 /* out[r * T + t] = row r . token t for R packed q6_k rows (w_row bytes
