@@ -970,6 +970,11 @@ static inline __attribute__((always_inline)) void k2_dot(const int q5, const int
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
         if (q6) {
             const int8_t *sc = (const int8_t *)(const void *)(blk + 192);
+            /* the 16 scales as words, even ones in the low lane, odd in the high:
+             * block j's pair by one byte shuffle */
+            const __m256i sc_eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
+                _mm_loadu_si128((const __m128i *)(const void *)sc),
+                _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
                 const __m256i ql0 =
                     _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * h));
@@ -987,7 +992,7 @@ static inline __attribute__((always_inline)) void k2_dot(const int q5, const int
                                                         bits45);
                     const __m256i q = _mm256_or_si256(lo, hi);
                     const __m256i scl =
-                        _mm256_setr_m128i(_mm_set1_epi16(sc[2 * j]), _mm_set1_epi16(sc[2 * j + 1]));
+                        _mm256_shuffle_epi8(sc_eo, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
                     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                         const __m256i c = _mm256_loadu_si256(
                             (const __m256i *)(const void *)(xs + (size_t)t * x_tok + 32 * j));
@@ -1010,8 +1015,8 @@ static inline __attribute__((always_inline)) void k2_dot(const int q5, const int
         } else {
             __m128i sc8, mn8;
             slm_x86_kscales(blk, &sc8, &mn8);
-            uint8_t sc[16];
-            _mm_storeu_si128((__m128i *)(void *)sc, sc8);
+            /* the 8 scales as words in both lanes; block j's by one byte shuffle */
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
             const size_t qs = q5 ? 48 : 16;
             const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16))
                                   : _mm256_setzero_si256();
@@ -1026,7 +1031,8 @@ static inline __attribute__((always_inline)) void k2_dot(const int q5, const int
                                             _mm256_and_si256(j < 4 ? _mm256_slli_epi16(qh, 4 - j)
                                                                    : _mm256_srli_epi16(qh, j - 4),
                                                              bit4));
-                    const __m256i scl = _mm256_set1_epi16((short)sc[j]);
+                    const __m256i scl =
+                        _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
                     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                         const __m256i c = _mm256_loadu_si256(
                             (const __m256i *)(const void *)(xs + (size_t)t * x_tok + 32 * j));
