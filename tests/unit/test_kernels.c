@@ -174,6 +174,52 @@ static float *run_matmul(const slm_provider *pv, slm_pool *pool, const mm_case *
     return Y;
 }
 
+/* Every super-block of a long row counts: a row whose weights are zero but
+ * in one super-block k (positive there, against positive activations), for
+ * k at the start, the end and around 64, must match the oracle within that
+ * super-block's own bound, alone and in a batch of 4 tokens (a skipped
+ * super-block reads 0; test_matmul_type's bound, summed over a long row,
+ * is too loose to see one missing). */
+static void test_each_superblock(const slm_provider *pv, slm_pool *pool, uint32_t type,
+                                 int64_t nsb) {
+    const int64_t n = nsb * 256, ks[] = {0, 62, 63, 64, nsb - 1};
+    const size_t rb = row_bytes(type, n);
+    uint8_t *row = malloc(rb);
+    float *w = calloc((size_t)n, sizeof *w), *wd = malloc((size_t)n * sizeof *wd);
+    float *X = malloc((size_t)(4 * n) * sizeof *X), Y[4];
+    float *scratch = slm_alloc_aligned(
+        slm_matmul_scratch_floats(n) * (size_t)slm_pool_threads(pool), sizeof(float));
+    for (int64_t i = 0; i < 4 * n; i++) X[i] = 0.5f + 0.5f * (float)(i % 7) / 7.0f;
+    int ok = 1;
+    for (size_t q = 0; q < sizeof ks / sizeof ks[0]; q++) {
+        const int64_t k = ks[q];
+        if (k < 0 || k >= nsb) continue;
+        memset(w, 0, (size_t)n * sizeof *w);
+        for (int64_t i = 0; i < 256; i++) w[256 * k + i] = 0.01f + 0.04f * (float)(i % 5) / 5.0f;
+        slm_quantize_row_ref(type, w, row, n, NULL);
+        slm_dequantize_row(type, row, wd, n);
+        slm_matrix W = {.type = type, .n_cols = n, .n_rows = 1, .row_bytes = rb, .data = row};
+        for (int nt = 1; nt <= 4; nt += 3) {
+            slm_matmul(pv, pool, &W, X, nt, n, Y, 1, scratch);
+            for (int t = 0; t < nt; t++) {
+                double sum_abs;
+                const double e = dot_double(wd, X + t * n, n, &sum_abs);
+                const int x8 = pv->int8_activations ? pv->int8_activations(type) : 0;
+                double tol = DOT_RTOL * sum_abs + 1e-30;
+                if (x8) tol += x8_bound(wd, X + t * n, n, x8);
+                ok &= e > 1.0 && fabs(Y[t] - e) <= tol;
+            }
+        }
+    }
+    CHECK_MSG(ok, "%s %s: a super-block of a %lld-block row is not counted", pv->name,
+              slm_type_name(type), (long long)nsb);
+    free(scratch);
+    free(X);
+    free(wd);
+    free(w);
+    free(row);
+}
+
 static void test_matmul_type(const slm_provider *pv, slm_pool *pools[3], uint32_t type,
                              int64_t n_cols) {
     const char *tn = slm_type_name(type);
@@ -625,6 +671,12 @@ int main(void) {
              * time, and its decode takes them in pairs) is met. */
             if (bs == 256)
                 for (int64_t nsb = 1; nsb <= 9; nsb++) test_matmul_type(pv, pools, t, nsb * 256);
+            /* and long rows, one super-block at a time */
+            if (bs == 256) {
+                test_matmul_type(pv, pools, t, 65 * 256);
+                test_each_superblock(pv, pools[1], t, 65);
+                test_each_superblock(pv, pools[1], t, 129);
+            }
             test_matmul_many_tokens(pv, pools, t, bs == 1 ? 77 : 3 * (int64_t)bs);
             test_matmul_batch_sizes(pv, pools, t, bs == 1 ? 45 : (bs == 32 ? 5 : 2) * (int64_t)bs);
             test_matmul_guard(pv, pools[1], t, bs == 1 ? 45 : (bs == 32 ? 5 : 3) * (int64_t)bs);
