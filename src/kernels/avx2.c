@@ -578,27 +578,27 @@ static inline __attribute__((always_inline)) void a2_tile(const uint8_t *wp, siz
                                                           int64_t nb, float *out, const int R,
                                                           const int T, const int HM) {
     __m256 acc[A2_ROWS][A2_TOKS];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, wp += A2_WB, xp += A2_XB) {
         __m256i xu[A2_TOKS];
-        for (int t = 0; t < T; t++)
-            xu[t] = _mm256_loadu_si256((const __m256i *)(const void *)(xp + (size_t)t * x_tok));
-        for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xu[t] =
+            _mm256_loadu_si256((const __m256i *)(const void *)(xp + (size_t)t * x_tok));
+        _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) {
             const uint8_t *wq = wp + (size_t)r * w_row;
             __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)wq);
             __m256i init = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32));
             __m256 s = _mm256_loadu_ps((const float *)(const void *)(wq + 64));
             __m256 m = _mm256_loadu_ps((const float *)(const void *)(wq + 96));
-            for (int t = 0; t < T; t++) {
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                 const float *xf = (const float *)(const void *)(xp + (size_t)t * x_tok + 32);
                 __m256i p = a2_int(w, init, xu[t]);
                 A2_STEP(acc[r][t], p, s, _mm256_loadu_ps(xf), m, _mm256_loadu_ps(xf + 8), HM);
             }
         }
     }
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[r * T + t] = hsum8(acc[r][t]);
+    _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] = hsum8(acc[r][t]);
 }
 
 typedef void (*a2_tile_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xp, size_t x_tok,
@@ -874,16 +874,16 @@ static inline __attribute__((always_inline)) void d2_tile(const uint8_t *wp, siz
                                                           const int T, const int Q8) {
     const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[A2_ROWS][A2_TOKS];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     for (int64_t p = 0; p < np; p++, wp += D2_WP, xp += D2_XP) {
-        for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 2") for (int r = 0; r < R; r++) {
             const uint8_t *wq = wp + (size_t)r * w_row;
             const __m256i wa = _mm256_loadu_si256((const __m256i *)(const void *)wq);
             const __m256i wb = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32));
             const __m256i init = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 64));
             const __m256 s = _mm256_loadu_ps((const float *)(const void *)(wq + 96));
-            for (int t = 0; t < T; t++) {
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                 const uint8_t *xt = xp + (size_t)t * x_tok;
                 const __m256i xa = _mm256_loadu_si256((const __m256i *)(const void *)xt);
                 const __m256i xb = _mm256_loadu_si256((const __m256i *)(const void *)(xt + 32));
@@ -900,8 +900,8 @@ static inline __attribute__((always_inline)) void d2_tile(const uint8_t *wp, siz
             }
         }
     }
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[r * T + t] = hsum8(acc[r][t]);
+    _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[r * T + t] = hsum8(acc[r][t]);
 }
 
 A2_TILES_ALL(d2_tile, d2_tile, d2_tile8)
