@@ -1406,10 +1406,10 @@ static inline __attribute__((always_inline)) void sb4_tokens(const __m512 acc[4]
 /* A tile's d_x of super-block b for T tokens in lanes 4j + t (zero for t >= T). */
 static inline __attribute__((always_inline)) __m512 sb4_dx(const uint8_t *xk, size_t x_tok,
                                                            int64_t b, const int T) {
-    float dxs[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) dxs[t] =
-        slm_xk_d(xk + (size_t)t * x_tok + b * XK_BYTES);
-    return _mm512_broadcast_f32x4(_mm_loadu_ps(dxs));
+    const uint8_t *xb = xk + b * XK_BYTES;
+    return _mm512_broadcast_f32x4(_mm_setr_ps(slm_xk_d(xb), T > 1 ? slm_xk_d(xb + x_tok) : 0.0f,
+                                              T > 2 ? slm_xk_d(xb + 2 * x_tok) : 0.0f,
+                                              T > 3 ? slm_xk_d(xb + 3 * x_tok) : 0.0f));
 }
 
 /* Decode, q6_k: one row against one quantized token. The loop over the 4
@@ -1661,7 +1661,7 @@ static inline __attribute__((always_inline)) void tile_k45(const uint8_t *wp, si
         }
     }
     /* acc[r][k]: super-blocks 4g + k of row r, lane 4j + t for token t
-     * (chunk j's sum, k45_quad_step's layout with tokens for super-blocks) */
+     * (chunk j's sum: sb4_step's layout with tokens for super-blocks) */
     __m512 acc[X8_ROWS][4];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) acc[r][k] = _mm512_setzero_ps();
