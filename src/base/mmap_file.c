@@ -56,6 +56,7 @@ slm_status slm_map_file(const char *path, slm_mapped_file *out) {
 /* ---- copies in 2 MiB pages ---------------------------------------------------- */
 
 #define HUGE_BYTES ((size_t)2 << 20)
+#define HUGE_ROUND(n) (((n) + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1))
 #define COPY_CHUNK ((size_t)8 << 20)
 #define COPY_MAX_THREADS 4
 
@@ -107,9 +108,10 @@ static void *copy_part_run(void *arg) {
 
 /* Reads the whole file into a 2 MiB-aligned anonymous region with huge
  * pages advised, in up to COPY_MAX_THREADS parts of whole huge pages (each
- * thread faults in its own pages), then makes it read-only. */
+ * thread faults in its own pages), then makes it read-only. On failure
+ * nothing is left allocated and out is unchanged. */
 static slm_status copy_file(const char *path, slm_mapped_file *out) {
-    const size_t len = (out->size + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
+    const size_t len = HUGE_ROUND(out->size);
     uint8_t *raw =
         mmap(NULL, len + HUGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED)
@@ -120,8 +122,6 @@ static slm_status copy_file(const char *path, slm_mapped_file *out) {
     if (a > raw) munmap(raw, (size_t)(a - raw));
     if (raw + len + HUGE_BYTES > a + len)
         munmap(a + len, (size_t)(raw + len + HUGE_BYTES - (a + len)));
-    out->copy = a;
-    out->copy_size = len;
     (void)madvise(a, len, MADV_HUGEPAGE); /* advice: without it the copy still works */
 
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -148,14 +148,19 @@ static slm_status copy_file(const char *path, slm_mapped_file *out) {
             copy_part_run(&parts[i]); /* no thread: read it here */
     }
     for (size_t i = 0; i < nt; i++)
-        if (parts[i].err)
+        if (parts[i].err) {
+            munmap(a, len);
             return slm_fail(SLM_ERR_IO, "%s: %s while copying it into memory", path,
                             parts[i].err < 0 ? "the file ended early (changed while read?)"
                                              : strerror(parts[i].err));
-    if (mprotect(a, len, PROT_READ) != 0)
-        return slm_fail(SLM_ERR_IO, "%s: cannot make the copy read-only: %s", path,
-                        strerror(errno));
+        }
+    if (mprotect(a, len, PROT_READ) != 0) {
+        const int e = errno;
+        munmap(a, len);
+        return slm_fail(SLM_ERR_IO, "%s: cannot make the copy read-only: %s", path, strerror(e));
+    }
     out->data = a;
+    out->copied = 1;
     return SLM_OK;
 }
 
@@ -173,26 +178,18 @@ slm_status slm_load_file(const char *path, slm_file_mode mode, slm_mapped_file *
         if (st != SLM_OK) slm_unmap_file(out);
         return st;
     }
-    /* AUTO: a copy that failed is no error while mapping works */
-    if (out->copy) munmap(out->copy, out->copy_size);
-    out->copy = NULL;
-    out->copy_size = 0;
-    slm_clear_error();
+    slm_clear_error(); /* AUTO: a copy that failed is no error while mapping works */
     return map_open(path, out);
 }
 
 void slm_unmap_file(slm_mapped_file *m) {
     if (!m) return;
-    if (m->copy)
-        munmap(m->copy, m->copy_size);
-    else if (m->data)
-        munmap((void *)m->data, m->size);
+    if (m->data) munmap((void *)m->data, m->copied ? HUGE_ROUND(m->size) : m->size);
     if (m->fd >= 0) close(m->fd);
     m->data = NULL;
     m->size = 0;
     m->fd = -1;
-    m->copy = NULL;
-    m->copy_size = 0;
+    m->copied = 0;
 }
 
 slm_status slm_read_file(const char *path, size_t max_size, char **out, size_t *size) {

@@ -12,8 +12,7 @@ typedef struct slm_mapped_file {
     const uint8_t *data; /* NULL for an empty file */
     size_t size;
     int fd;
-    void *copy;       /* the anonymous region data lies in (slm_load_file, copied), else NULL */
-    size_t copy_size; /* its length */
+    int copied; /* 1: data is an anonymous copy (slm_load_file) of size rounded up to 2 MiB */
 } slm_mapped_file;
 
 /* How slm_load_file holds a file. */
@@ -36,7 +35,7 @@ void slm_unmap_file(slm_mapped_file *m);
  * either. */
 slm_status slm_load_file(const char *path, slm_file_mode mode, slm_mapped_file *out);
 static inline int slm_file_copied(const slm_mapped_file *m) {
-    return m->copy != NULL;
+    return m->copied;
 }
 
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */

@@ -1443,7 +1443,7 @@ static void test_load_file(void) {
     slm_unmap_file(&mm);
     slm_unmap_file(&mc);
     slm_unmap_file(&ma);
-    CHECK(mc.data == NULL && mc.copy == NULL && mc.fd == -1 && mc.size == 0);
+    CHECK(mc.data == NULL && mc.copied == 0 && mc.fd == -1 && mc.size == 0);
 
     /* empty files, missing files, directories */
     f = fopen(path, "wb");
