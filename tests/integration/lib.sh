@@ -34,6 +34,9 @@ finish() {
 }
 # wait_listening LOG PID: waits up to 30 s for `slm serve --port 0` (PID) to
 # write its address to LOG; sets PORT (empty when it died or never said).
+# A LOG that is reused must be emptied by the caller before the server starts:
+# in `slm serve ... 2>LOG &` the truncation happens in the background child,
+# so on a loaded machine this can read the previous server's port first.
 wait_listening() {
   PORT=
   for _ in $(seq 300); do

@@ -38,6 +38,7 @@ post() { curl -s -m 20 -H 'Content-Type: application/json' "http://127.0.0.1:$HP
 
 start_server() { # start_server LOG args...: sets SPORT
   local log=$1; shift
+  : >"$log" # here, not in the background child: see wait_listening
   "$SLM" serve --port 0 "$@" 2>"$log" &
   PIDS+=($!)
   local pid=$!

@@ -22,6 +22,7 @@ trap 'if [[ -n $SERVER_PID ]]; then kill -KILL $SERVER_PID 2>/dev/null; fi; rm -
 # start_server LOG ARGS...: sets SERVER_PID and PORT
 start_server() {
   local log=$1; shift
+  : >"$log" # here, not in the background child: see wait_listening
   "$SLM" serve -m "$M" --port 0 "$@" 2>"$log" &
   SERVER_PID=$!
   wait_listening "$log" "$SERVER_PID" && return 0

@@ -49,6 +49,7 @@ EOF
 # start_server LOG ARGS...: sets SERVER_PID and PORT
 start_server() {
   local log=$1; shift
+  : >"$log" # here, not in the background child: see wait_listening
   "$SLM" serve -m "$M" --port 0 "$@" 2>"$log" &
   SERVER_PID=$!
   wait_listening "$log" "$SERVER_PID" && return 0
