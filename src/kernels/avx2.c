@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "base/fp16.h"
+#include "kernels/argmax.h"
 #include "kernels/kernels.h"
 #include "kernels/x86_kquant.h"
 #include "quant/types.h"
@@ -1485,6 +1486,10 @@ static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const 
     }
 }
 
+static int32_t avx2_argmax_f32(const float *x, int32_t n) {
+    return slm_argmax_lanes(x, n);
+}
+
 const slm_provider slm_provider_avx2 = {
     .name = "avx2",
     .available = avx2_available,
@@ -1498,6 +1503,7 @@ const slm_provider slm_provider_avx2 = {
     .swiglu = avx2_swiglu,
     .attend = avx2_attend,
     .rope = slm_rope_avx2,
+    .argmax_f32 = avx2_argmax_f32,
 };
 
 #else

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/argmax.h"
 #include "kernels/kernels.h"
 #include "kernels/x86_kquant.h"
 #include "quant/types.h"
@@ -2150,6 +2151,10 @@ static void avx512_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, cons
         matmul_rows(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
 }
 
+static int32_t avx512_argmax_f32(const float *x, int32_t n) {
+    return slm_argmax_lanes(x, n);
+}
+
 const slm_provider slm_provider_avx512 = {
     .name = "avx512",
     .available = avx512_available,
@@ -2164,6 +2169,7 @@ const slm_provider slm_provider_avx512 = {
     .swiglu = avx512_swiglu,
     .attend = avx512_attend,
     .rope = slm_rope_avx512,
+    .argmax_f32 = avx512_argmax_f32,
 };
 
 #else

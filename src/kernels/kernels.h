@@ -72,6 +72,13 @@ typedef struct slm_provider {
      * two rounded products then a rounded sum (no FMA): the scalar loop's
      * bits exactly. Kernels in kernels/rope_*.c, declared in kernels/rope.h. */
     void (*rope)(float *h, const float *cs, int32_t rope_dim, int adjacent);
+    /* Optional (NULL: the sampler's own copy of the same loop). Greedy
+     * decoding's pick: the index of the largest of x[0..n), first on ties,
+     * NaNs never winning but one at x[0] kept, exactly as the scalar loop
+     * `if (x[i] > x[best]) best = i`; kernels/argmax.h, compiled in each
+     * provider's file so that its instruction set vectorizes it (a 151936
+     * vocabulary: about 0.5 ms as the scalar loop, 0.01 ms with AVX2). */
+    int32_t (*argmax_f32)(const float *x, int32_t n);
 } slm_provider;
 
 /* Tokens whose 8-bit activations fit in the matmul scratch at once. */

@@ -33,6 +33,7 @@
 #include <sys/auxv.h>
 
 #include "base/fp16.h"
+#include "kernels/argmax.h"
 #include "kernels/kernels.h"
 #include "quant/types.h"
 
@@ -698,6 +699,38 @@ static int neon_int8_block(uint32_t type) {
     return x8_type(type) ? 32 : 0;
 }
 
+/* kernels/argmax.h's 16 lanes as four vectors (GCC 12 leaves the generic
+ * loop scalar for aarch64): lane 4k + l of the header is lane l of v[k]. */
+static int32_t neon_argmax_f32(const float *x, int32_t n) {
+    if (n < SLM_ARGMAX_LANES || x[0] != x[0]) return slm_argmax_lanes(x, n);
+    float32x4_t v[4];
+    uint32x4_t id[4], at[4];
+    const uint32x4_t step = vdupq_n_u32(SLM_ARGMAX_LANES);
+    for (int k = 0; k < 4; k++) {
+        v[k] = vdupq_n_f32(-INFINITY);
+        id[k] = vdupq_n_u32(UINT32_MAX); /* -1: none */
+        const uint32_t l0 = (uint32_t)(4 * k);
+        const uint32_t first[4] = {l0, l0 + 1, l0 + 2, l0 + 3};
+        at[k] = vld1q_u32(first);
+    }
+    int32_t i = 0;
+    for (; i + SLM_ARGMAX_LANES <= n; i += SLM_ARGMAX_LANES)
+        for (int k = 0; k < 4; k++) {
+            const float32x4_t xv = vld1q_f32(x + i + 4 * k);
+            const uint32x4_t gt = vcgtq_f32(xv, v[k]);
+            v[k] = vbslq_f32(gt, xv, v[k]);
+            id[k] = vbslq_u32(gt, at[k], id[k]);
+            at[k] = vaddq_u32(at[k], step);
+        }
+    float vl[SLM_ARGMAX_LANES];
+    int32_t il[SLM_ARGMAX_LANES];
+    for (int k = 0; k < 4; k++) {
+        vst1q_f32(vl + 4 * k, v[k]);
+        vst1q_s32(il + 4 * k, vreinterpretq_s32_u32(id[k]));
+    }
+    return slm_argmax_finish(vl, il, x, i, n);
+}
+
 const slm_provider slm_provider_neon = {
     .name = "neon",
     .available = neon_available,
@@ -711,6 +744,7 @@ const slm_provider slm_provider_neon = {
     .swiglu = neon_swiglu,
     .attend = neon_attend,
     .rope = slm_rope_neon,
+    .argmax_f32 = neon_argmax_f32,
 };
 
 #else

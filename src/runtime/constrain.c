@@ -128,13 +128,6 @@ double slm_constraint_mask_ms(const slm_constraint *c) {
     return c ? c->mask_ms : 0.0;
 }
 
-static int32_t argmax(const float *x, int32_t n) {
-    int32_t b = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 slm_status slm_constraint_sample(slm_constraint *c, slm_sampler *smp, float *logits,
                                  const int32_t *recent, int32_t n_recent, int32_t *out) {
     const slm_sampler_params *p = &smp->params;
@@ -145,7 +138,7 @@ slm_status slm_constraint_sample(slm_constraint *c, slm_sampler *smp, float *log
      * takes it (then it is also the best of the masked logits). */
     if (p->temperature <= 0.0f && p->repeat_penalty == 1.0f && p->presence_penalty == 0.0f &&
         p->frequency_penalty == 0.0f) {
-        int32_t best = argmax(logits, smp->n_vocab);
+        int32_t best = slm_sampler_argmax(smp, logits, smp->n_vocab);
         if (slm_gmatch_accept_token(c->m, c->vocab, best)) {
             c->mask_ms += slm_now_ms() - t0;
             *out = best;

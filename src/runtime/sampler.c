@@ -6,6 +6,7 @@
 
 #include "base/mem.h"
 #include "base/status.h"
+#include "kernels/argmax.h"
 
 /* xoshiro256** seeded through splitmix64: fast, good quality, portable. */
 static uint64_t splitmix64(uint64_t *x) {
@@ -64,11 +65,8 @@ static int cand_cmp(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-static int32_t argmax(const float *logits, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (logits[i] > logits[best]) best = i;
-    return best;
+int32_t slm_sampler_argmax(const slm_sampler *s, const float *logits, int32_t n) {
+    return s->argmax ? s->argmax(logits, n) : slm_argmax_lanes(logits, n);
 }
 
 /* Restores the min-heap order (worst kept candidate at c[0]) below j. */
@@ -136,7 +134,7 @@ int32_t slm_sampler_sample(slm_sampler *s, float *logits, const int32_t *recent,
         }
     }
 
-    if (p->temperature <= 0.0f) return argmax(logits, n);
+    if (p->temperature <= 0.0f) return slm_sampler_argmax(s, logits, n);
 
     slm_candidate *c = s->cand;
     for (int32_t i = 0; i < n; i++) {

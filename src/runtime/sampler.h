@@ -30,6 +30,9 @@ typedef struct slm_sampler {
     uint64_t rng[4];
     int32_t n_vocab;
     slm_candidate *cand; /* [n_vocab], allocated once */
+    /* greedy decoding's pick (NULL: kernels/argmax.h as compiled here); the
+     * session sets its kernel provider's vectorized copy of the same loop */
+    int32_t (*argmax)(const float *x, int32_t n);
 } slm_sampler;
 
 slm_status slm_sampler_init(slm_sampler *s, const slm_sampler_params *p, int32_t n_vocab);
@@ -40,6 +43,10 @@ void slm_sampler_reseed(slm_sampler *s, uint64_t seed);
  * repetition, presence and frequency penalties, which look at its last
  * repeat_last_n entries). `logits` is modified. */
 int32_t slm_sampler_sample(slm_sampler *s, float *logits, const int32_t *recent, int32_t n_recent);
+
+/* The index of the largest logit (first on ties; see kernels/argmax.h),
+ * through s->argmax when set. */
+int32_t slm_sampler_argmax(const slm_sampler *s, const float *logits, int32_t n);
 
 /* Log-probabilities at temperature 1 of logits[0..n) (log-softmax in
  * double): the logprob of `token` and the n_top (<= 20) most likely ids with

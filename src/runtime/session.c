@@ -100,6 +100,7 @@ slm_status slm_session_new(slm_model *model, const slm_config *cfg_in, slm_sessi
         cfg->repeat_penalty,   cfg->repeat_last_n, cfg->seed,  cfg->presence_penalty,
         cfg->frequency_penalty};
     SLM_CHECK(slm_sampler_init(&s->sampler, &sp, model->hp.n_vocab));
+    s->sampler.argmax = s->pv->argmax_f32; /* NULL (ref): the sampler's own copy */
     SLM_CHECK(slm_constraint_update(&s->constraint, model->tok, cfg));
     SLM_CHECK(slm_text_stream_init(&s->stream));
     s->tokens = slm_calloc((size_t)s->n_ctx, sizeof *s->tokens);

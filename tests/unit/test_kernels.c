@@ -10,6 +10,7 @@
 #include "base/mem.h"
 #include "base/threadpool.h"
 #include "check.h"
+#include "kernels/argmax.h"
 #include "kernels/kernels.h"
 #include "quant/types.h"
 
@@ -341,6 +342,75 @@ static void test_matmul_many_tokens(const slm_provider *pv, slm_pool *pools[3], 
 
 /* ---- forward-pass ops (optional provider entries) ------------------------ */
 
+/* Greedy decoding's pick, the reference loop every argmax must match. */
+static int32_t argmax_ref(const float *x, int32_t n) {
+    int32_t b = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* The provider's argmax_f32 (or, with pv NULL, kernels/argmax.h as this file
+ * compiles it, the sampler's fallback) against argmax_ref: random values,
+ * ties (first wins; -0 and +0 tie), NaNs anywhere and at 0, infinities, all
+ * -inf; lengths around the 16 lanes and a vocabulary's. */
+static void test_argmax(const slm_provider *pv) {
+    static const int32_t lens[] = {1, 2, 15, 16, 17, 31, 32, 33, 100, 1000, 151936};
+    const char *name = pv ? pv->name : "kernels/argmax.h";
+    float *x = malloc(151936 * sizeof *x);
+    if (!x) return;
+    int bad = 0, cases = 0;
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        const int32_t n = lens[k];
+        for (int pat = 0; pat < 9; pat++) {
+            fill_normal(x, n, 3.0f);
+            const int32_t a = (int32_t)(check_rng_u64(&g_rng) % (uint64_t)n);
+            const int32_t b = (int32_t)(check_rng_u64(&g_rng) % (uint64_t)n);
+            switch (pat) {
+            case 1: /* the maximum twice: the first wins */
+                x[a] = x[b] = 100.0f;
+                break;
+            case 2: /* NaNs, one of them before the maximum */
+                for (int32_t i = 0; i < n; i += 7) x[i] = NAN;
+                x[b] = 50.0f;
+                break;
+            case 3: /* a NaN at 0 wins (nothing compares greater) */
+                x[0] = NAN;
+                x[b] = 50.0f;
+                break;
+            case 4: /* all -inf, then with one NaN */
+                for (int32_t i = 0; i < n; i++) x[i] = -INFINITY;
+                if (n > 1) x[b] = b ? NAN : -INFINITY;
+                break;
+            case 5: /* zeros of both signs the largest */
+                for (int32_t i = 0; i < n; i++) x[i] = -fabsf(x[i]) - 1.0f;
+                x[a] = -0.0f;
+                x[b] = 0.0f;
+                break;
+            case 6: /* +inf twice */
+                x[a] = x[b] = INFINITY;
+                break;
+            case 7: /* -inf at 0, the rest finite */
+                x[0] = -INFINITY;
+                break;
+            case 8: /* all equal: 0 */
+                for (int32_t i = 0; i < n; i++) x[i] = 1.5f;
+                break;
+            default:
+                break;
+            }
+            const int32_t want = argmax_ref(x, n);
+            const int32_t got = pv ? pv->argmax_f32(x, n) : slm_argmax_lanes(x, n);
+            cases++;
+            if (got != want && bad++ < 5)
+                fprintf(stderr, "argmax %s: n %d pattern %d: %d, expected %d\n", name, n, pat, got,
+                        want);
+        }
+    }
+    CHECK_MSG(bad == 0, "argmax %s: %d of %d cases differ from the scalar loop", name, bad, cases);
+    free(x);
+}
+
 static void test_forward_ops(const slm_provider *pv) {
     static const int64_t lens[] = {1, 7, 16, 17, 33, 576, 1000};
     if (pv->rmsnorm) {
@@ -625,6 +695,7 @@ static void test_selection(void) {
 
 int main(void) {
     test_selection();
+    test_argmax(NULL);
 
     static const int64_t float_lens[] = {1, 7, 31, 33, 64, 100, 1000, 4097};
     static const int64_t block_counts[] = {1, 2, 3, 5, 8};
@@ -641,6 +712,7 @@ int main(void) {
         }
         test_vector_ops(pv);
         test_forward_ops(pv);
+        if (pv->argmax_f32) test_argmax(pv);
         for (uint32_t t = 0; t < SLM_TYPE_COUNT; t++) {
             if (!type_testable(t)) continue;
             if (pp == slm_providers_all()) n_types++;
