@@ -121,6 +121,16 @@ void slm_matmul(const slm_provider *pv, slm_pool *pool, const slm_matrix *W, con
                 int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride, float *scratch);
 size_t slm_matmul_scratch_floats(int64_t n_cols);
 
+/* slm_matmul for n_mat matrices of one row length over the same X (a
+ * layer's q, k and v; gate and up) as one job for the pool: their rows are
+ * split across the threads as if stacked, one synchronization instead of
+ * one per matrix. Each row gets the bits slm_matmul gives it (a provider's
+ * rows do not depend on the split). Y[i] with stride y_stride[i]. */
+#define SLM_MATMUL_MULTI_MAX 4
+void slm_matmul_multi(const slm_provider *pv, slm_pool *pool, int n_mat, const slm_matrix *const *W,
+                      const float *X, int64_t n_tok, int64_t x_stride, float *const *Y,
+                      const int64_t *y_stride, float *scratch);
+
 /* The providers' rope kernels (their tables point at them). */
 #include "kernels/rope.h"
 

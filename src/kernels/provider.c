@@ -193,9 +193,13 @@ static void matmul_task(void *vctx, int64_t r0, int64_t r1, int thread) {
     }
 }
 
-void slm_matmul(const slm_provider *pv, slm_pool *pool, const slm_matrix *W, const float *X,
-                int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride, float *scratch) {
-    if (n_tok <= 0 || W->n_rows <= 0) return;
+static slm_pool_fn matmul_fn(const slm_provider *pv, int64_t n_tok) {
+    return pv->matmul_rows ? provider_rows_task : n_tok == 1 ? matvec_task : matmul_task;
+}
+
+static matmul_ctx matmul_ctx_of(const slm_provider *pv, const slm_matrix *W, const float *X,
+                                int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
+                                float *scratch, size_t scratch_per_thread) {
     matmul_ctx c = {
         .pv = pv,
         .W = W,
@@ -205,8 +209,55 @@ void slm_matmul(const slm_provider *pv, slm_pool *pool, const slm_matrix *W, con
         .Y = Y,
         .y_stride = y_stride,
         .scratch = scratch,
-        .scratch_per_thread = slm_matmul_scratch_floats(W->n_cols),
+        .scratch_per_thread = scratch_per_thread,
     };
-    slm_pool_fn fn = pv->matmul_rows ? provider_rows_task : n_tok == 1 ? matvec_task : matmul_task;
-    slm_pool_run(pool, W->n_rows, SLM_MATMUL_GRAIN, fn, &c);
+    return c;
+}
+
+void slm_matmul(const slm_provider *pv, slm_pool *pool, const slm_matrix *W, const float *X,
+                int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride, float *scratch) {
+    if (n_tok <= 0 || W->n_rows <= 0) return;
+    matmul_ctx c = matmul_ctx_of(pv, W, X, n_tok, x_stride, Y, y_stride, scratch,
+                                 slm_matmul_scratch_floats(W->n_cols));
+    slm_pool_run(pool, W->n_rows, SLM_MATMUL_GRAIN, matmul_fn(pv, n_tok), &c);
+}
+
+typedef struct matmul_multi_ctx {
+    matmul_ctx m[SLM_MATMUL_MULTI_MAX];
+    int64_t first[SLM_MATMUL_MULTI_MAX + 1]; /* stacked row of each matrix's row 0 */
+    int n_mat;
+    slm_pool_fn fn;
+} matmul_multi_ctx;
+
+/* Stacked rows [r0, r1): each matrix's part, as slm_matmul's task would run it. */
+static void matmul_multi_task(void *vctx, int64_t r0, int64_t r1, int thread) {
+    matmul_multi_ctx *c = vctx;
+    for (int i = 0; i < c->n_mat; i++) {
+        const int64_t a = r0 > c->first[i] ? r0 : c->first[i];
+        const int64_t b = r1 < c->first[i + 1] ? r1 : c->first[i + 1];
+        if (a < b) c->fn(&c->m[i], a - c->first[i], b - c->first[i], thread);
+    }
+}
+
+void slm_matmul_multi(const slm_provider *pv, slm_pool *pool, int n_mat, const slm_matrix *const *W,
+                      const float *X, int64_t n_tok, int64_t x_stride, float *const *Y,
+                      const int64_t *y_stride, float *scratch) {
+    if (n_tok <= 0 || n_mat <= 0) return;
+    if (n_mat > SLM_MATMUL_MULTI_MAX) { /* not a caller in the tree: one job per matrix */
+        for (int i = 0; i < n_mat; i++)
+            slm_matmul(pv, pool, W[i], X, n_tok, x_stride, Y[i], y_stride[i], scratch);
+        return;
+    }
+    matmul_multi_ctx c;
+    c.n_mat = n_mat;
+    c.fn = matmul_fn(pv, n_tok);
+    c.first[0] = 0;
+    const size_t per_thread = slm_matmul_scratch_floats(W[0]->n_cols);
+    for (int i = 0; i < n_mat; i++) {
+        c.m[i] =
+            matmul_ctx_of(pv, W[i], X, n_tok, x_stride, Y[i], y_stride[i], scratch, per_thread);
+        c.first[i + 1] = c.first[i] + (W[i]->n_rows > 0 ? W[i]->n_rows : 0);
+    }
+    if (c.first[n_mat] > 0)
+        slm_pool_run(pool, c.first[n_mat], SLM_MATMUL_GRAIN, matmul_multi_task, &c);
 }

@@ -53,6 +53,16 @@ static void matmul(slm_forward *fw, const slm_matrix *W, const float *X, int32_t
     if (fw->lora) slm_lora_apply(fw, W, X, n, xs, Y, ys);
 }
 
+/* matmul for matrices of one row length over the same X, as one pool job */
+static void matmul_multi(slm_forward *fw, int n_mat, const slm_matrix *const *W, const float *X,
+                         int32_t n, int64_t xs, float *const *Y, const int64_t *ys) {
+    if (fw->observe)
+        for (int i = 0; i < n_mat; i++) fw->observe(fw->observe_user, W[i], X, n, xs);
+    slm_matmul_multi(fw->pv, fw->pool, n_mat, W, X, n, xs, Y, ys, fw->buf.scratch);
+    if (fw->lora)
+        for (int i = 0; i < n_mat; i++) slm_lora_apply(fw, W[i], X, n, xs, Y[i], ys[i]);
+}
+
 /* ---- attention, parallel over (token, head) ------------------------------ */
 
 typedef struct attn_job {
@@ -139,9 +149,12 @@ slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, in
         for (int32_t t = 0; t < n; t++)
             rmsnorm_row(fw->pv, b->xb + (size_t)t * D, b->x + (size_t)t * D, L->attn_norm, D,
                         hp->norm_eps);
-        matmul(fw, &L->wq, b->xb, n, D, b->q, D);  /* q[B][D]  */
-        matmul(fw, &L->wk, b->xb, n, D, b->k, KV); /* k[B][KV] */
-        matmul(fw, &L->wv, b->xb, n, D, b->v, KV); /* v[B][KV] */
+        {
+            const slm_matrix *W[3] = {&L->wq, &L->wk, &L->wv};
+            float *Y[3] = {b->q, b->k, b->v}; /* q[B][D], k[B][KV], v[B][KV] */
+            const int64_t ys[3] = {D, KV, KV};
+            matmul_multi(fw, 3, W, b->xb, n, D, Y, ys);
+        }
         for (int32_t t = 0; t < n; t++) {
             if (L->bq)
                 for (int32_t i = 0; i < D; i++) b->q[(size_t)t * D + i] += L->bq[i];
@@ -177,8 +190,12 @@ slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, in
         for (int32_t t = 0; t < n; t++)
             rmsnorm_row(fw->pv, b->xb + (size_t)t * D, b->x + (size_t)t * D, L->ffn_norm, D,
                         hp->norm_eps);
-        matmul(fw, &L->w_gate, b->xb, n, D, b->hb, F); /* hb[B][F]  */
-        matmul(fw, &L->w_up, b->xb, n, D, b->hb2, F);  /* hb2[B][F] */
+        {
+            const slm_matrix *W[2] = {&L->w_gate, &L->w_up};
+            float *Y[2] = {b->hb, b->hb2}; /* hb[B][F], hb2[B][F] */
+            const int64_t ys[2] = {F, F};
+            matmul_multi(fw, 2, W, b->xb, n, D, Y, ys);
+        }
         if (fw->pv->swiglu) {
             fw->pv->swiglu(b->hb, b->hb2, (int64_t)n * F);
         } else {

@@ -342,6 +342,67 @@ static void test_matmul_many_tokens(const slm_provider *pv, slm_pool *pools[3], 
 
 /* ---- forward-pass ops (optional provider entries) ------------------------ */
 
+/* slm_matmul_multi gives each matrix the bits slm_matmul gives it, for 1-3
+ * threads (so shares that split a matrix inside a 16-row grain, and shares
+ * that span two matrices), one token and several; row counts not multiples
+ * of the grain. */
+static void test_matmul_multi(const slm_provider *pv, slm_pool *pools[3], uint32_t type,
+                              int64_t n_cols) {
+    enum { NM = 3 };
+    static const int64_t rows[NM] = {37, 16, 5};
+    static const int64_t toks[] = {1, 3, 17};
+    const char *tn = slm_type_name(type);
+    const size_t rb = row_bytes(type, n_cols);
+    slm_matrix W[NM];
+    const slm_matrix *Wp[NM];
+    uint8_t *data[NM];
+    float *w = malloc((size_t)n_cols * sizeof *w);
+    for (int i = 0; i < NM; i++) {
+        data[i] = malloc((size_t)rows[i] * rb);
+        for (int64_t r = 0; r < rows[i]; r++) {
+            fill_normal(w, n_cols, 0.05f);
+            slm_quantize_row_ref(type, w, data[i] + (size_t)r * rb, n_cols, NULL);
+        }
+        W[i] = (slm_matrix){
+            .type = type, .n_cols = n_cols, .n_rows = rows[i], .row_bytes = rb, .data = data[i]};
+        Wp[i] = &W[i];
+    }
+    float *X = malloc((size_t)(17 * n_cols) * sizeof *X);
+    fill_normal(X, 17 * n_cols, 1.0f);
+    float *scratch = slm_alloc_aligned(slm_matmul_scratch_floats(n_cols) * 3, sizeof(float));
+    int bad = 0;
+    for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
+        const int64_t nt = toks[k];
+        float *one[NM], *multi[NM];
+        int64_t ys[NM];
+        for (int i = 0; i < NM; i++) {
+            ys[i] = rows[i] + 3;
+            one[i] = calloc((size_t)(nt * ys[i]), sizeof(float));
+            multi[i] = calloc((size_t)(nt * ys[i]), sizeof(float));
+            slm_matmul(pv, pools[0], &W[i], X, nt, n_cols, one[i], ys[i], scratch);
+        }
+        for (int p = 0; p < 3; p++) {
+            for (int i = 0; i < NM; i++)
+                memset(multi[i], 0xff, (size_t)(nt * ys[i]) * sizeof(float));
+            slm_matmul_multi(pv, pools[p], NM, Wp, X, nt, n_cols, multi, ys, scratch);
+            for (int i = 0; i < NM; i++)
+                for (int64_t t = 0; t < nt; t++)
+                    bad += memcmp(one[i] + t * ys[i], multi[i] + t * ys[i],
+                                  (size_t)rows[i] * sizeof(float)) != 0;
+        }
+        for (int i = 0; i < NM; i++) {
+            free(one[i]);
+            free(multi[i]);
+        }
+    }
+    CHECK_MSG(bad == 0, "%s %s: slm_matmul_multi differs from slm_matmul in %d (token, matrix)",
+              pv->name, tn, bad);
+    free(scratch);
+    free(X);
+    free(w);
+    for (int i = 0; i < NM; i++) free(data[i]);
+}
+
 /* Greedy decoding's pick, the reference loop every argmax must match. */
 static int32_t argmax_ref(const float *x, int32_t n) {
     int32_t b = 0;
@@ -752,6 +813,7 @@ int main(void) {
             test_matmul_many_tokens(pv, pools, t, bs == 1 ? 77 : 3 * (int64_t)bs);
             test_matmul_batch_sizes(pv, pools, t, bs == 1 ? 45 : (bs == 32 ? 5 : 2) * (int64_t)bs);
             test_matmul_guard(pv, pools[1], t, bs == 1 ? 45 : (bs == 32 ? 5 : 3) * (int64_t)bs);
+            test_matmul_multi(pv, pools, t, bs == 1 ? 96 : (bs == 32 ? 9 : 2) * (int64_t)bs);
             if (bs == 1) test_matmul_guard(pv, pools[1], t, 4500);
         }
         printf("provider %s: tested\n", pv->name);
