@@ -1358,8 +1358,8 @@ static void avx2_swiglu(float *g, const float *u, int64_t n) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-static void avx2_attend(const float *q, const float *k, const float *v, int64_t kv_stride,
-                        int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
+static void avx2_attend1(const float *q, const float *k, const float *v, int64_t kv_stride,
+                         int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
     float mx = -INFINITY;
     for (int32_t p = 0; p < n_pos; p++) {
         att[p] = avx2_dot_f32(q, k + (size_t)p * (size_t)kv_stride, hd) * scale;
@@ -1484,6 +1484,15 @@ static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const 
             for (int k = 0; k < nr; k++)
                 Y[t * y_stride + rb + k] = avx2_dot_f32(rows[k], X + t * x_stride, n);
     }
+}
+
+/* Heads of one K/V group one after another (see kernels.h). */
+static void avx2_attend(const float *q, int32_t n_q, const float *k, const float *v,
+                        int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
+                        float *out) {
+    for (int32_t g = 0; g < n_q; g++)
+        avx2_attend1(q + (size_t)g * (size_t)hd, k, v, kv_stride, n_pos, hd, scale,
+                     att + (size_t)g * (size_t)n_pos, out + (size_t)g * (size_t)hd);
 }
 
 static int32_t avx2_argmax_f32(const float *x, int32_t n) {

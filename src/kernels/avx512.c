@@ -1890,36 +1890,9 @@ static inline __m512 hsum16(const __m512 *a) {
 
 /* One head: att[p] = scale * q . k_p, softmax over p < n_pos, out = sum_p
  * att[p] v_p; k_p = k + p * kv_stride (likewise v). */
-static void avx512_attend(const float *q, const float *k, const float *v, int64_t kv_stride,
-                          int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
+/* One head's scores, in place, turned into its softmax weights. */
+static void avx512_softmax_scores(float *att, int32_t n_pos) {
     __m512 mx = _mm512_set1_ps(-INFINITY);
-    if (hd <= 64) {
-        /* the query in registers; 16 positions at a time, their 16 partial
-         * sum vectors reduced together (see hsum16) */
-        __m512 qv[4];
-        __mmask16 qm[4];
-        for (int c = 0; c < 4; c++) {
-            qm[c] = 16 * c < hd ? tail_mask(hd - 16 * c) : 0;
-            qv[c] = _mm512_maskz_loadu_ps(qm[c], q + 16 * c);
-        }
-        const __m512 vscale = _mm512_set1_ps(scale);
-        for (int32_t p0 = 0; p0 < n_pos; p0 += 16) {
-            __m512 part[16];
-            const int32_t np = n_pos - p0 < 16 ? n_pos - p0 : 16;
-            for (int j = 0; j < 16; j++) {
-                const float *kp = k + (size_t)(p0 + (j < np ? j : 0)) * (size_t)kv_stride;
-                __m512 a = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(qm[0], kp));
-                __m512 b = _mm512_mul_ps(qv[1], _mm512_maskz_loadu_ps(qm[1], kp + 16));
-                a = _mm512_fmadd_ps(qv[2], _mm512_maskz_loadu_ps(qm[2], kp + 32), a);
-                b = _mm512_fmadd_ps(qv[3], _mm512_maskz_loadu_ps(qm[3], kp + 48), b);
-                part[j] = _mm512_add_ps(a, b);
-            }
-            _mm512_mask_storeu_ps(att + p0, tail_mask(np), _mm512_mul_ps(hsum16(part), vscale));
-        }
-    } else {
-        for (int32_t p = 0; p < n_pos; p++)
-            att[p] = avx512_dot_f32(q, k + (size_t)p * (size_t)kv_stride, hd) * scale;
-    }
     for (int32_t p = 0; p < n_pos; p += 16)
         mx = _mm512_mask_max_ps(mx, tail_mask(n_pos - p), mx,
                                 _mm512_maskz_loadu_ps(tail_mask(n_pos - p), att + p));
@@ -1937,24 +1910,79 @@ static void avx512_attend(const float *q, const float *k, const float *v, int64_
         __mmask16 m = tail_mask(n_pos - p);
         _mm512_mask_storeu_ps(att + p, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, att + p), inv));
     }
-    /* out = sum_p att[p] v_p, 64 columns per pass over the positions */
+}
+
+/* Positions per block of the weighted sum of V rows: 64 rows of up to 64
+ * columns (16 KiB) stay in L1 while every head of the group reads them. */
+#define ATTEND_V_BLOCK 64
+
+/* The heads of one K/V group (kernels.h). Each K or V row is read from
+ * memory once for the group: scores 16 positions at a time, every head
+ * taking its own from those rows, and the weighted sum in blocks of
+ * positions, every head's accumulators kept in `out` between blocks. Per
+ * head the operations and their order are those of one head alone. */
+static void avx512_attend(const float *q, int32_t n_q, const float *k, const float *v,
+                          int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
+                          float *out) {
+    if (hd <= 64) {
+        /* each head's query in registers for a block; 16 positions' partial
+         * sum vectors reduced together (see hsum16) */
+        __mmask16 qm[4];
+        for (int c = 0; c < 4; c++) qm[c] = 16 * c < hd ? tail_mask(hd - 16 * c) : 0;
+        const __m512 vscale = _mm512_set1_ps(scale);
+        for (int32_t p0 = 0; p0 < n_pos; p0 += 16) {
+            const int32_t np = n_pos - p0 < 16 ? n_pos - p0 : 16;
+            for (int32_t g = 0; g < n_q; g++) {
+                const float *qg = q + (size_t)g * (size_t)hd;
+                __m512 qv[4];
+                for (int c = 0; c < 4; c++) qv[c] = _mm512_maskz_loadu_ps(qm[c], qg + 16 * c);
+                __m512 part[16];
+                for (int j = 0; j < 16; j++) {
+                    const float *kp = k + (size_t)(p0 + (j < np ? j : 0)) * (size_t)kv_stride;
+                    __m512 a = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(qm[0], kp));
+                    __m512 b = _mm512_mul_ps(qv[1], _mm512_maskz_loadu_ps(qm[1], kp + 16));
+                    a = _mm512_fmadd_ps(qv[2], _mm512_maskz_loadu_ps(qm[2], kp + 32), a);
+                    b = _mm512_fmadd_ps(qv[3], _mm512_maskz_loadu_ps(qm[3], kp + 48), b);
+                    part[j] = _mm512_add_ps(a, b);
+                }
+                _mm512_mask_storeu_ps(att + (size_t)g * (size_t)n_pos + p0, tail_mask(np),
+                                      _mm512_mul_ps(hsum16(part), vscale));
+            }
+        }
+    } else {
+        for (int32_t g = 0; g < n_q; g++)
+            for (int32_t p = 0; p < n_pos; p++)
+                att[(size_t)g * (size_t)n_pos + p] =
+                    avx512_dot_f32(q + (size_t)g * (size_t)hd, k + (size_t)p * (size_t)kv_stride,
+                                   hd) *
+                    scale;
+    }
+    for (int32_t g = 0; g < n_q; g++) avx512_softmax_scores(att + (size_t)g * (size_t)n_pos, n_pos);
+    /* out_g = sum_p att_g[p] v_p, 64 columns per pass over the positions */
     for (int32_t c0 = 0; c0 < hd; c0 += 64) {
         __mmask16 vm[4];
-        __m512 acc[4];
-        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
-            vm[c] = c0 + 16 * c < hd ? tail_mask(hd - c0 - 16 * c) : 0;
-            acc[c] = _mm512_setzero_ps();
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) vm[c] =
+            c0 + 16 * c < hd ? tail_mask(hd - c0 - 16 * c) : 0;
+        for (int32_t p0 = 0; p0 < n_pos; p0 += ATTEND_V_BLOCK) {
+            const int32_t p1 = n_pos - p0 < ATTEND_V_BLOCK ? n_pos : p0 + ATTEND_V_BLOCK;
+            for (int32_t g = 0; g < n_q; g++) {
+                float *og = out + (size_t)g * (size_t)hd + c0;
+                const float *ag = att + (size_t)g * (size_t)n_pos;
+                __m512 acc[4];
+                _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[c] =
+                    p0 ? _mm512_maskz_loadu_ps(vm[c], og + 16 * c) : _mm512_setzero_ps();
+                /* unrolled, or GCC keeps the accumulators in memory: a store
+                 * and a reload around every FMA */
+                for (int32_t p = p0; p < p1; p++) {
+                    const float *vp = v + (size_t)p * (size_t)kv_stride + c0;
+                    __m512 a = _mm512_set1_ps(ag[p]);
+                    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[c] =
+                        _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(vm[c], vp + 16 * c), acc[c]);
+                }
+                _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
+                    _mm512_mask_storeu_ps(og + 16 * c, vm[c], acc[c]);
+            }
         }
-        /* unrolled, or GCC keeps the accumulators in memory: a store and a
-         * reload around every FMA (half of attend's time at 256 positions) */
-        for (int32_t p = 0; p < n_pos; p++) {
-            const float *vp = v + (size_t)p * (size_t)kv_stride + c0;
-            __m512 a = _mm512_set1_ps(att[p]);
-            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[c] =
-                _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(vm[c], vp + 16 * c), acc[c]);
-        }
-        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
-            _mm512_mask_storeu_ps(out + c0 + 16 * c, vm[c], acc[c]);
     }
 }
 

@@ -57,13 +57,17 @@ typedef struct slm_provider {
     int (*f16_activations)(uint32_t type);
     /* Optional forward-pass ops (NULL: the model's scalar loops), f32, any n.
      * rmsnorm: out = x / sqrt(mean(x^2) + eps) * w. swiglu: g = silu(g) * u.
-     * attend: one head of attention over n_pos cached positions: att[p] =
-     * scale * q . k_p, softmax over p, out[hd] = sum_p att[p] v_p, where
-     * k_p = k + p * kv_stride (likewise v); att holds n_pos floats. */
+     * attend: n_q heads of attention that share one K/V head (grouped-query
+     * attention) over n_pos cached positions: for head g, with query q + g *
+     * hd, scores att_g = att + g * n_pos and output out + g * hd: att_g[p] =
+     * scale * q_g . k_p, softmax over p, out_g[hd] = sum_p att_g[p] v_p,
+     * where k_p = k + p * kv_stride (likewise v); att holds n_q * n_pos
+     * floats. Each head gets the bits it gets alone (n_q = 1); taking the
+     * heads together lets a kernel read each K/V row once for all of them. */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     void (*swiglu)(float *g, const float *u, int64_t n);
-    void (*attend)(const float *q, const float *k, const float *v, int64_t kv_stride, int32_t n_pos,
-                   int32_t hd, float scale, float *att, float *out);
+    void (*attend)(const float *q, int32_t n_q, const float *k, const float *v, int64_t kv_stride,
+                   int32_t n_pos, int32_t hd, float scale, float *att, float *out);
     /* Optional (NULL: the model's scalar loop; issue 5). Rotates one head's
      * first rope_dim dims (even, any value) in place; cs holds rope_dim
      * floats, cos and sin of pair i at cs[2i], cs[2i + 1]. adjacent = 1:

@@ -563,8 +563,8 @@ static void neon_rmsnorm(float *out, const float *x, const float *w, int64_t n, 
 /* One head: scores by neon_dot_f32, softmax (expf per position: a small
  * part of the work), then the weighted sum of V rows, 16 columns at a time
  * so each V row is read once per column block. */
-static void neon_attend(const float *q, const float *k, const float *v, int64_t kv_stride,
-                        int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
+static void neon_attend1(const float *q, const float *k, const float *v, int64_t kv_stride,
+                         int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
     float mx = -INFINITY;
     for (int32_t p = 0; p < n_pos; p++) {
         float a = neon_dot_f32(q, k + (size_t)p * (size_t)kv_stride, hd);
@@ -701,6 +701,15 @@ static int neon_int8_block(uint32_t type) {
 
 /* kernels/argmax.h's 16 lanes as four vectors (GCC 12 leaves the generic
  * loop scalar for aarch64): lane 4k + l of the header is lane l of v[k]. */
+/* Heads of one K/V group one after another (see kernels.h). */
+static void neon_attend(const float *q, int32_t n_q, const float *k, const float *v,
+                        int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
+                        float *out) {
+    for (int32_t g = 0; g < n_q; g++)
+        neon_attend1(q + (size_t)g * (size_t)hd, k, v, kv_stride, n_pos, hd, scale,
+                     att + (size_t)g * (size_t)n_pos, out + (size_t)g * (size_t)hd);
+}
+
 static int32_t neon_argmax_f32(const float *x, int32_t n) {
     if (n < SLM_ARGMAX_LANES || x[0] != x[0]) return slm_argmax_lanes(x, n);
     float32x4_t v[4];

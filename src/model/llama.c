@@ -77,11 +77,11 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
     const int32_t hd = hp->head_dim, kvd = hp->kv_dim, n_ctx = fw->kv.n_ctx;
     const int32_t group = hp->n_heads / hp->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *att = fw->buf.att + (size_t)thread * (size_t)n_ctx;
+    float *att = fw->buf.att + (size_t)thread * (size_t)group * (size_t)n_ctx;
     const float *kc = fw->kv.k + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd;
     const float *vc = fw->kv.v + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd;
 
-    for (int64_t i = i0; i < i1; i++) {
+    for (int64_t i = i0; i < i1;) {
         int32_t t = (int32_t)(i / hp->n_heads), h = (int32_t)(i % hp->n_heads);
         int32_t kvh = h / group;
         int32_t n_pos = job->pos + t + 1; /* causal: positions 0..pos+t */
@@ -89,10 +89,15 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
         float *out = fw->buf.xb2 + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
 
         if (fw->pv->attend) {
-            fw->pv->attend(q, kc + (size_t)kvh * (size_t)hd, vc + (size_t)kvh * (size_t)hd, kvd,
-                           n_pos, hd, scale, att, out);
+            /* this thread's next heads of the same token and K/V head, at once */
+            int32_t n_q = 1;
+            while (i + n_q < i1 && h + n_q < hp->n_heads && (h + n_q) / group == kvh) n_q++;
+            fw->pv->attend(q, n_q, kc + (size_t)kvh * (size_t)hd, vc + (size_t)kvh * (size_t)hd,
+                           kvd, n_pos, hd, scale, att, out);
+            i += n_q;
             continue;
         }
+        i++;
         /* scores[p] = q . k[p] / sqrt(hd), softmax over p */
         float mx = -INFINITY;
         for (int32_t p = 0; p < n_pos; p++) {
@@ -264,7 +269,10 @@ slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provi
     SLM_CHECK(alloc_floats(&b->v, B * (size_t)hp->kv_dim, "values"));
     SLM_CHECK(alloc_floats(&b->hb, B * (size_t)hp->ffn_dim, "FFN activations"));
     SLM_CHECK(alloc_floats(&b->hb2, B * (size_t)hp->ffn_dim, "FFN activations"));
-    SLM_CHECK(alloc_floats(&b->att, threads * (size_t)n_ctx, "attention scores"));
+    /* a group of heads' scores per thread (attend takes a K/V head's at once) */
+    SLM_CHECK(alloc_floats(&b->att,
+                           threads * (size_t)(hp->n_heads / hp->n_kv_heads) * (size_t)n_ctx,
+                           "attention scores"));
     SLM_CHECK(alloc_floats(&b->rope, (size_t)n_ctx * (size_t)hp->rope_dim, "RoPE tables"));
     int64_t widest = hp->ffn_dim > hp->dim ? hp->ffn_dim : hp->dim;
     b->scratch_per_thread = slm_matmul_scratch_floats(widest);

@@ -526,7 +526,7 @@ static void test_forward_ops(const slm_provider *pv) {
     }
     if (pv->attend) {
         static const int32_t hds[] = {8, 33, 64, 80, 128};
-        static const int32_t poss[] = {1, 2, 15, 16, 17, 100};
+        static const int32_t poss[] = {1, 2, 15, 16, 17, 100, 200};
         for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++) {
             for (size_t b = 0; b < sizeof poss / sizeof poss[0]; b++) {
                 const int32_t hd = hds[a], np = poss[b];
@@ -542,7 +542,7 @@ static void test_forward_ops(const slm_provider *pv) {
                 float scale = 1.0f / sqrtf((float)hd);
                 out[hd] = 42.0f;
                 att[np] = 42.0f;
-                pv->attend(q, k, v, stride, np, hd, scale, att, out);
+                pv->attend(q, 1, k, v, stride, np, hd, scale, att, out);
                 double mx = -INFINITY, sum = 0;
                 for (int32_t p = 0; p < np; p++) {
                     double s = 0;
@@ -561,6 +561,31 @@ static void test_forward_ops(const slm_provider *pv) {
                     ok &= fabs(out[i] - o) <= 1e-5 * oabs + 1e-30;
                 }
                 CHECK_MSG(ok, "%s attend hd=%d n_pos=%d", pv->name, hd, np);
+                /* three heads on the same K/V at once: each head's bits are
+                 * those it gets alone */
+                {
+                    enum { NQ = 3 };
+                    float *q3 = malloc((size_t)(NQ * hd) * sizeof *q3);
+                    float *att3 = malloc((size_t)(NQ * np + 1) * sizeof *att3);
+                    float *out3 = malloc((size_t)(NQ * hd + 1) * sizeof *out3);
+                    float *one = malloc((size_t)hd * sizeof *one);
+                    fill_normal(q3, NQ * hd, 2.0f);
+                    att3[NQ * np] = out3[NQ * hd] = 42.0f;
+                    pv->attend(q3, NQ, k, v, stride, np, hd, scale, att3, out3);
+                    int same = att3[NQ * np] == 42.0f && out3[NQ * hd] == 42.0f;
+                    for (int g = 0; g < NQ; g++) {
+                        pv->attend(q3 + g * hd, 1, k, v, stride, np, hd, scale, att, one);
+                        same &= !memcmp(one, out3 + g * hd, (size_t)hd * sizeof *one);
+                    }
+                    CHECK_MSG(same,
+                              "%s attend of %d heads at once hd=%d n_pos=%d: not each "
+                              "head's bits alone",
+                              pv->name, NQ, hd, np);
+                    free(q3);
+                    free(att3);
+                    free(out3);
+                    free(one);
+                }
                 free(q);
                 free(kv);
                 free(att);
