@@ -129,7 +129,8 @@ size_t slm_matmul_scratch_floats(int64_t n_cols);
  * layer's q, k and v; gate and up) as one job for the pool: their rows are
  * split across the threads as if stacked, one synchronization instead of
  * one per matrix. Each row gets the bits slm_matmul gives it (a provider's
- * rows do not depend on the split). Y[i] with stride y_stride[i]. */
+ * rows do not depend on the split). Y[i] with stride y_stride[i]. More than
+ * SLM_MATMUL_MULTI_MAX matrices, or rows of different lengths: one job each. */
 #define SLM_MATMUL_MULTI_MAX 4
 void slm_matmul_multi(const slm_provider *pv, slm_pool *pool, int n_mat, const slm_matrix *const *W,
                       const float *X, int64_t n_tok, int64_t x_stride, float *const *Y,

@@ -243,7 +243,9 @@ void slm_matmul_multi(const slm_provider *pv, slm_pool *pool, int n_mat, const s
                       const float *X, int64_t n_tok, int64_t x_stride, float *const *Y,
                       const int64_t *y_stride, float *scratch) {
     if (n_tok <= 0 || n_mat <= 0) return;
-    if (n_mat > SLM_MATMUL_MULTI_MAX) { /* not a caller in the tree: one job per matrix */
+    int together = n_mat <= SLM_MATMUL_MULTI_MAX;
+    for (int i = 1; i < n_mat; i++) together &= W[i]->n_cols == W[0]->n_cols;
+    if (!together) { /* more matrices, or rows of different lengths: one job each */
         for (int i = 0; i < n_mat; i++)
             slm_matmul(pv, pool, W[i], X, n_tok, x_stride, Y[i], y_stride[i], scratch);
         return;

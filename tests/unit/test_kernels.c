@@ -395,6 +395,33 @@ static void test_matmul_multi(const slm_provider *pv, slm_pool *pools[3], uint32
             free(multi[i]);
         }
     }
+    /* a shorter row among them: each matrix still gets slm_matmul's result */
+    {
+        const int64_t bs = slm_type_get(type)->block_size, nc = n_cols - bs;
+        const size_t rbs = row_bytes(type, nc);
+        uint8_t *ds = malloc((size_t)rows[1] * rbs);
+        for (int64_t r = 0; r < rows[1]; r++) {
+            fill_normal(w, nc, 0.05f);
+            slm_quantize_row_ref(type, w, ds + (size_t)r * rbs, nc, NULL);
+        }
+        slm_matrix S = {
+            .type = type, .n_cols = nc, .n_rows = rows[1], .row_bytes = rbs, .data = ds};
+        const slm_matrix *Wm[2] = {&S, &W[0]}; /* the longer rows second */
+        float *one[2], *multi[2];
+        const int64_t ys[2] = {rows[1], rows[0]};
+        for (int i = 0; i < 2; i++) {
+            one[i] = calloc((size_t)(3 * ys[i]), sizeof(float));
+            multi[i] = calloc((size_t)(3 * ys[i]), sizeof(float));
+            slm_matmul(pv, pools[1], Wm[i], X, 3, n_cols, one[i], ys[i], scratch);
+        }
+        slm_matmul_multi(pv, pools[1], 2, Wm, X, 3, n_cols, multi, ys, scratch);
+        for (int i = 0; i < 2; i++) {
+            bad += memcmp(one[i], multi[i], (size_t)(3 * ys[i]) * sizeof(float)) != 0;
+            free(one[i]);
+            free(multi[i]);
+        }
+        free(ds);
+    }
     CHECK_MSG(bad == 0, "%s %s: slm_matmul_multi differs from slm_matmul in %d (token, matrix)",
               pv->name, tn, bad);
     free(scratch);
