@@ -699,8 +699,6 @@ static int neon_int8_block(uint32_t type) {
     return x8_type(type) ? 32 : 0;
 }
 
-/* kernels/argmax.h's 16 lanes as four vectors (GCC 12 leaves the generic
- * loop scalar for aarch64): lane 4k + l of the header is lane l of v[k]. */
 /* Heads of one K/V group one after another (see kernels.h). */
 static void neon_attend(const float *q, int32_t n_q, const float *k, const float *v,
                         int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
@@ -710,6 +708,8 @@ static void neon_attend(const float *q, int32_t n_q, const float *k, const float
                      att + (size_t)g * (size_t)n_pos, out + (size_t)g * (size_t)hd);
 }
 
+/* kernels/argmax.h's 16 lanes as four vectors (GCC 12 leaves the generic
+ * loop scalar for aarch64): lane 4k + l of the header is lane l of v[k]. */
 static int32_t neon_argmax_f32(const float *x, int32_t n) {
     if (n < SLM_ARGMAX_LANES || x[0] != x[0]) return slm_argmax_lanes(x, n);
     float32x4_t v[4];
