@@ -1888,8 +1888,6 @@ static inline __m512 hsum16(const __m512 *a) {
     return _mm512_permutexvar_ps(idx, r);
 }
 
-/* One head: att[p] = scale * q . k_p, softmax over p < n_pos, out = sum_p
- * att[p] v_p; k_p = k + p * kv_stride (likewise v). */
 /* One head's scores, in place, turned into its softmax weights. */
 static void avx512_softmax_scores(float *att, int32_t n_pos) {
     __m512 mx = _mm512_set1_ps(-INFINITY);
