@@ -1490,9 +1490,7 @@ static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const 
 static void avx2_attend(const float *q, int32_t n_q, const float *k, const float *v,
                         int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
                         float *out) {
-    for (int32_t g = 0; g < n_q; g++)
-        avx2_attend1(q + (size_t)g * (size_t)hd, k, v, kv_stride, n_pos, hd, scale,
-                     att + (size_t)g * (size_t)n_pos, out + (size_t)g * (size_t)hd);
+    slm_attend_each(avx2_attend1, q, n_q, k, v, kv_stride, n_pos, hd, scale, att, out);
 }
 
 static int32_t avx2_argmax_f32(const float *x, int32_t n) {

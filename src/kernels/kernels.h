@@ -85,6 +85,18 @@ typedef struct slm_provider {
     int32_t (*argmax_f32)(const float *x, int32_t n);
 } slm_provider;
 
+/* A provider's attend for one head, and the grouped op made of it: the
+ * heads one after another (for providers without a grouped kernel). */
+typedef void (*slm_attend1_fn)(const float *q, const float *k, const float *v, int64_t kv_stride,
+                               int32_t n_pos, int32_t hd, float scale, float *att, float *out);
+static inline void slm_attend_each(slm_attend1_fn one, const float *q, int32_t n_q, const float *k,
+                                   const float *v, int64_t kv_stride, int32_t n_pos, int32_t hd,
+                                   float scale, float *att, float *out) {
+    for (int32_t g = 0; g < n_q; g++)
+        one(q + (size_t)g * (size_t)hd, k, v, kv_stride, n_pos, hd, scale,
+            att + (size_t)g * (size_t)n_pos, out + (size_t)g * (size_t)hd);
+}
+
 /* Tokens whose 8-bit activations fit in the matmul scratch at once. */
 #define SLM_MATMUL_X8_TOKENS 16
 

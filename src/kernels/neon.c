@@ -703,9 +703,7 @@ static int neon_int8_block(uint32_t type) {
 static void neon_attend(const float *q, int32_t n_q, const float *k, const float *v,
                         int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
                         float *out) {
-    for (int32_t g = 0; g < n_q; g++)
-        neon_attend1(q + (size_t)g * (size_t)hd, k, v, kv_stride, n_pos, hd, scale,
-                     att + (size_t)g * (size_t)n_pos, out + (size_t)g * (size_t)hd);
+    slm_attend_each(neon_attend1, q, n_q, k, v, kv_stride, n_pos, hd, scale, att, out);
 }
 
 /* kernels/argmax.h's 16 lanes as four vectors (GCC 12 leaves the generic
