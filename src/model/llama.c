@@ -63,7 +63,7 @@ static void matmul_multi(slm_forward *fw, int n_mat, const slm_matrix *const *W,
         for (int i = 0; i < n_mat; i++) slm_lora_apply(fw, W[i], X, n, xs, Y[i], ys[i]);
 }
 
-/* ---- attention, parallel over (token, head) ------------------------------ */
+/* ---- attention, parallel over (K/V head, token, head) --------------------- */
 
 typedef struct attn_job {
     slm_forward *fw;
@@ -81,9 +81,18 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
     const float *kc = fw->kv.k + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd;
     const float *vc = fw->kv.v + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd;
 
+    /* Items in (K/V head, token, head of its group) order: a thread's run of
+     * tokens reads one K/V head's rows, which stay in cache from token to
+     * token (token-major order passed every K/V head per token). Tokens go
+     * 0, n-1, 1, n-2, ...: a causal token's cost grows with its position,
+     * and so each contiguous share of the items costs about the same. */
+    const int32_t n_tok = job->n;
+    const int64_t per_kvh = (int64_t)n_tok * group;
     for (int64_t i = i0; i < i1;) {
-        int32_t t = (int32_t)(i / hp->n_heads), h = (int32_t)(i % hp->n_heads);
-        int32_t kvh = h / group;
+        const int32_t kvh = (int32_t)(i / per_kvh);
+        const int32_t j = (int32_t)(i % per_kvh / group);
+        const int32_t t = j % 2 == 0 ? j / 2 : n_tok - 1 - j / 2;
+        const int32_t h = kvh * group + (int32_t)(i % group);
         int32_t n_pos = job->pos + t + 1; /* causal: positions 0..pos+t */
         const float *q = fw->buf.q + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
         float *out = fw->buf.xb2 + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
@@ -91,7 +100,7 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
         if (fw->pv->attend) {
             /* this thread's next heads of the same token and K/V head, at once */
             int32_t n_q = 1;
-            while (i + n_q < i1 && h + n_q < hp->n_heads && (h + n_q) / group == kvh) n_q++;
+            while (i + n_q < i1 && (h + n_q) % group != 0) n_q++;
             fw->pv->attend(q, n_q, kc + (size_t)kvh * (size_t)hd, vc + (size_t)kvh * (size_t)hd,
                            kvd, n_pos, hd, scale, att, out);
             i += n_q;
