@@ -45,22 +45,21 @@ static void rope_head(const slm_provider *pv, float *h, const float *cs, int32_t
     }
 }
 
-static void matmul(slm_forward *fw, const slm_matrix *W, const float *X, int32_t n, int64_t xs,
-                   float *Y, int64_t ys) {
-    if (fw->observe) fw->observe(fw->observe_user, W, X, n, xs);
-    slm_matmul(fw->pv, fw->pool, W, X, n, xs, Y, ys, fw->buf.scratch);
-    /* LoRA: Y += s·B·(A·X) for each active adapter that targets W (model/lora.c) */
-    if (fw->lora) slm_lora_apply(fw, W, X, n, xs, Y, ys);
-}
-
-/* matmul for matrices of one row length over the same X, as one pool job */
+/* Y_i = W_i X for matrices of one row length over the same X, as one pool
+ * job (slm_matmul_multi), each with the observe hook and its LoRA terms */
 static void matmul_multi(slm_forward *fw, int n_mat, const slm_matrix *const *W, const float *X,
                          int32_t n, int64_t xs, float *const *Y, const int64_t *ys) {
     if (fw->observe)
         for (int i = 0; i < n_mat; i++) fw->observe(fw->observe_user, W[i], X, n, xs);
     slm_matmul_multi(fw->pv, fw->pool, n_mat, W, X, n, xs, Y, ys, fw->buf.scratch);
+    /* LoRA: Y += s·B·(A·X) for each active adapter that targets W (model/lora.c) */
     if (fw->lora)
         for (int i = 0; i < n_mat; i++) slm_lora_apply(fw, W[i], X, n, xs, Y[i], ys[i]);
+}
+
+static void matmul(slm_forward *fw, const slm_matrix *W, const float *X, int32_t n, int64_t xs,
+                   float *Y, int64_t ys) {
+    matmul_multi(fw, 1, &W, X, n, xs, &Y, &ys);
 }
 
 /* ---- attention, parallel over (K/V head, token, head) --------------------- */
