@@ -55,7 +55,8 @@ const char *slm_version(void);
  * into anonymous memory in 2 MiB pages, faster to stream than the page cache's 4 KiB
  * pages but not shared with other processes nor reclaimable; "map" maps it; "auto", the
  * default, copies when transparent huge pages are on and the file takes under half of
- * MemAvailable, else maps).
+ * MemAvailable, else maps), kv_cache ("f16" | "f32": the K/V cache's element type;
+ * f16, the default, rounds each stored key and value to nearest even: half the memory).
  * An unknown key, a wrong type or an out-of-range value is SLM_ERR_CONFIG naming the key.
  * "require_signature": true makes slm_model_load refuse a model unless MODEL.sig is a
  * valid signature of the exact bytes loaded by a key whose .pub file is in "trust_dir"
@@ -164,7 +165,8 @@ void slm_session_free(slm_session *s);
  * temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
  * presence_penalty, frequency_penalty, seed, stop, ignore_eos, n_keep, context_policy. Keys that
  * size the session or belong to the model (n_ctx, n_batch, threads, quant, weights,
- * providers) are refused: they need a new session (weights: a new model). All or nothing. */
+ * kv_cache, providers) are refused: they need a new session (weights: a new model). All or
+ * nothing. */
 slm_status slm_session_configure(slm_session *s, const char *json, size_t len);
 /* Tokens whose keys and values are cached (a later slm_generate whose
  * prompt starts with the same tokens reuses them instead of recomputing). */
@@ -172,6 +174,9 @@ int32_t slm_session_n_cached(const slm_session *s);
 /* The kernel provider the session runs on ("avx2", "ref", ...). */
 const char *slm_session_provider(const slm_session *s);
 int32_t slm_session_n_ctx(const slm_session *s);
+/* Bytes of the session's K and V caches (n_ctx positions; config "kv_cache"
+ * sets their element type). Pages are touched only as positions fill. */
+uint64_t slm_session_kv_bytes(const slm_session *s);
 
 typedef enum slm_finish {
     SLM_FINISH_NONE = 0,

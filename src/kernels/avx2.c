@@ -1358,11 +1358,25 @@ static void avx2_swiglu(float *g, const float *u, int64_t n) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-static void avx2_attend1(const float *q, const float *k, const float *v, int64_t kv_stride,
-                         int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
+/* 8 elements of a K/V cache row from element i as f32; one element. */
+static inline __m256 ld_kv8(const void *p, size_t i, int f16) {
+    return f16 ? load_f16((const uint16_t *)p + i) : _mm256_loadu_ps((const float *)p + i);
+}
+static inline float ld_kv1(const void *p, size_t i, int f16) {
+    return f16 ? slm_fp16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+/* One head over an f32 or (f16 = 1) an f16 cache. */
+static inline __attribute__((always_inline)) void attend1(const float *q, const void *k,
+                                                          const void *v, int f16, int64_t kv_stride,
+                                                          int32_t n_pos, int32_t hd, float scale,
+                                                          float *att, float *out) {
     float mx = -INFINITY;
     for (int32_t p = 0; p < n_pos; p++) {
-        att[p] = avx2_dot_f32(q, k + (size_t)p * (size_t)kv_stride, hd) * scale;
+        const size_t kp = (size_t)p * (size_t)kv_stride;
+        att[p] = (f16 ? dot_f16((const uint16_t *)k + kp, q, hd)
+                      : avx2_dot_f32(q, (const float *)k + kp, hd)) *
+                 scale;
         if (att[p] > mx) mx = att[p];
     }
     const __m256 vmax = _mm256_set1_ps(mx);
@@ -1381,12 +1395,12 @@ static void avx2_attend1(const float *q, const float *k, const float *v, int64_t
     for (; c + 32 <= hd; c += 32) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (p = 0; p < n_pos; p++) {
-            const float *vp = v + (size_t)p * (size_t)kv_stride + c;
+            const size_t vp = (size_t)p * (size_t)kv_stride + (size_t)c;
             __m256 w = _mm256_set1_ps(att[p]);
-            a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp), a0);
-            a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 8), a1);
-            a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 16), a2);
-            a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 24), a3);
+            a0 = _mm256_fmadd_ps(w, ld_kv8(v, vp, f16), a0);
+            a1 = _mm256_fmadd_ps(w, ld_kv8(v, vp + 8, f16), a1);
+            a2 = _mm256_fmadd_ps(w, ld_kv8(v, vp + 16, f16), a2);
+            a3 = _mm256_fmadd_ps(w, ld_kv8(v, vp + 24, f16), a3);
         }
         _mm256_storeu_ps(out + c, a0);
         _mm256_storeu_ps(out + c + 8, a1);
@@ -1397,14 +1411,24 @@ static void avx2_attend1(const float *q, const float *k, const float *v, int64_t
         __m256 a0 = _mm256_setzero_ps();
         for (p = 0; p < n_pos; p++)
             a0 = _mm256_fmadd_ps(_mm256_set1_ps(att[p]),
-                                 _mm256_loadu_ps(v + (size_t)p * (size_t)kv_stride + c), a0);
+                                 ld_kv8(v, (size_t)p * (size_t)kv_stride + (size_t)c, f16), a0);
         _mm256_storeu_ps(out + c, a0);
     }
     for (; c < hd; c++) {
         float a = 0.0f;
-        for (p = 0; p < n_pos; p++) a += att[p] * v[(size_t)p * (size_t)kv_stride + c];
+        for (p = 0; p < n_pos; p++)
+            a += att[p] * ld_kv1(v, (size_t)p * (size_t)kv_stride + (size_t)c, f16);
         out[c] = a;
     }
+}
+
+static void avx2_attend1(const float *q, const void *k, const void *v, uint32_t kv_type,
+                         int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
+                         float *out) {
+    if (kv_type == SLM_TYPE_F16)
+        attend1(q, k, v, 1, kv_stride, n_pos, hd, scale, att, out);
+    else
+        attend1(q, k, v, 0, kv_stride, n_pos, hd, scale, att, out);
 }
 
 /* Rows of W dequantized at once in the float batched path (what
@@ -1487,10 +1511,19 @@ static void avx2_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, const 
 }
 
 /* Heads of one K/V group one after another (see kernels.h). */
-static void avx2_attend(const float *q, int32_t n_q, const float *k, const float *v,
+static void avx2_attend(const float *q, int32_t n_q, const void *k, const void *v, uint32_t kv_type,
                         int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
                         float *out) {
-    slm_attend_each(avx2_attend1, q, n_q, k, v, kv_stride, n_pos, hd, scale, att, out);
+    slm_attend_each(avx2_attend1, q, n_q, k, v, kv_type, kv_stride, n_pos, hd, scale, att, out);
+}
+
+static void avx2_to_f16(uint16_t *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) dst[i] = slm_f32_to_fp16(src[i]);
 }
 
 static int32_t avx2_argmax_f32(const float *x, int32_t n) {
@@ -1511,6 +1544,7 @@ const slm_provider slm_provider_avx2 = {
     .attend = avx2_attend,
     .rope = slm_rope_avx2,
     .argmax_f32 = avx2_argmax_f32,
+    .to_f16 = avx2_to_f16,
 };
 
 #else

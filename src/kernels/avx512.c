@@ -1914,14 +1914,20 @@ static void avx512_softmax_scores(float *att, int32_t n_pos) {
  * columns (16 KiB) stay in L1 while every head of the group reads them. */
 #define ATTEND_V_BLOCK 64
 
-/* The heads of one K/V group (kernels.h). Each K or V row is read from
- * memory once for the group: scores 16 positions at a time, every head
- * taking its own from those rows, and the weighted sum in blocks of
- * positions, every head's accumulators kept in `out` between blocks. Per
- * head the operations and their order are those of one head alone. */
-static void avx512_attend(const float *q, int32_t n_q, const float *k, const float *v,
-                          int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
-                          float *out) {
+/* 16 elements (masked) of a K/V cache row from element i, as f32. */
+static inline __m512 ld_kv_m(const void *p, size_t i, __mmask16 m, int f16) {
+    return f16 ? ld_f16_m((const uint16_t *)p + i, m) : ld_f32_m((const float *)p + i, m);
+}
+
+/* The heads of one K/V group (kernels.h), for an f32 or (f16 = 1) an f16
+ * cache. Each K or V row is read from memory once for the group: scores 16
+ * positions at a time, every head taking its own from those rows, and the
+ * weighted sum in blocks of positions, every head's accumulators kept in
+ * `out` between blocks. Per head the operations and their order are those
+ * of one head alone. */
+static inline __attribute__((always_inline)) void
+attend_group(const float *q, int32_t n_q, const void *k, const void *v, int f16, int64_t kv_stride,
+             int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
     if (hd <= 64) {
         /* each head's query in registers for a block; 16 positions' partial
          * sum vectors reduced together (see hsum16) */
@@ -1936,11 +1942,11 @@ static void avx512_attend(const float *q, int32_t n_q, const float *k, const flo
                 for (int c = 0; c < 4; c++) qv[c] = _mm512_maskz_loadu_ps(qm[c], qg + 16 * c);
                 __m512 part[16];
                 for (int j = 0; j < 16; j++) {
-                    const float *kp = k + (size_t)(p0 + (j < np ? j : 0)) * (size_t)kv_stride;
-                    __m512 a = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(qm[0], kp));
-                    __m512 b = _mm512_mul_ps(qv[1], _mm512_maskz_loadu_ps(qm[1], kp + 16));
-                    a = _mm512_fmadd_ps(qv[2], _mm512_maskz_loadu_ps(qm[2], kp + 32), a);
-                    b = _mm512_fmadd_ps(qv[3], _mm512_maskz_loadu_ps(qm[3], kp + 48), b);
+                    const size_t kp = (size_t)(p0 + (j < np ? j : 0)) * (size_t)kv_stride;
+                    __m512 a = _mm512_mul_ps(qv[0], ld_kv_m(k, kp, qm[0], f16));
+                    __m512 b = _mm512_mul_ps(qv[1], ld_kv_m(k, kp + 16, qm[1], f16));
+                    a = _mm512_fmadd_ps(qv[2], ld_kv_m(k, kp + 32, qm[2], f16), a);
+                    b = _mm512_fmadd_ps(qv[3], ld_kv_m(k, kp + 48, qm[3], f16), b);
                     part[j] = _mm512_add_ps(a, b);
                 }
                 _mm512_mask_storeu_ps(att + (size_t)g * (size_t)n_pos + p0, tail_mask(np),
@@ -1948,12 +1954,20 @@ static void avx512_attend(const float *q, int32_t n_q, const float *k, const flo
             }
         }
     } else {
-        for (int32_t g = 0; g < n_q; g++)
-            for (int32_t p = 0; p < n_pos; p++)
-                att[(size_t)g * (size_t)n_pos + p] =
-                    avx512_dot_f32(q + (size_t)g * (size_t)hd, k + (size_t)p * (size_t)kv_stride,
-                                   hd) *
-                    scale;
+        for (int32_t g = 0; g < n_q; g++) {
+            const float *qg = q + (size_t)g * (size_t)hd;
+            for (int32_t p = 0; p < n_pos; p++) {
+                const size_t kp = (size_t)p * (size_t)kv_stride;
+                float d;
+                if (f16) {
+                    const uint16_t *kr = (const uint16_t *)k + kp;
+                    tile_f16_1x1(&kr, &qg, hd, &d);
+                } else {
+                    d = avx512_dot_f32(qg, (const float *)k + kp, hd);
+                }
+                att[(size_t)g * (size_t)n_pos + p] = d * scale;
+            }
+        }
     }
     for (int32_t g = 0; g < n_q; g++) avx512_softmax_scores(att + (size_t)g * (size_t)n_pos, n_pos);
     /* out_g = sum_p att_g[p] v_p, 64 columns per pass over the positions */
@@ -1972,16 +1986,25 @@ static void avx512_attend(const float *q, int32_t n_q, const float *k, const flo
                 /* unrolled, or GCC keeps the accumulators in memory: a store
                  * and a reload around every FMA */
                 for (int32_t p = p0; p < p1; p++) {
-                    const float *vp = v + (size_t)p * (size_t)kv_stride + c0;
+                    const size_t vp = (size_t)p * (size_t)kv_stride + (size_t)c0;
                     __m512 a = _mm512_set1_ps(ag[p]);
                     _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[c] =
-                        _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(vm[c], vp + 16 * c), acc[c]);
+                        _mm512_fmadd_ps(a, ld_kv_m(v, vp + 16 * (size_t)c, vm[c], f16), acc[c]);
                 }
                 _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
                     _mm512_mask_storeu_ps(og + 16 * c, vm[c], acc[c]);
             }
         }
     }
+}
+
+static void avx512_attend(const float *q, int32_t n_q, const void *k, const void *v,
+                          uint32_t kv_type, int64_t kv_stride, int32_t n_pos, int32_t hd,
+                          float scale, float *att, float *out) {
+    if (kv_type == SLM_TYPE_F16)
+        attend_group(q, n_q, k, v, 1, kv_stride, n_pos, hd, scale, att, out);
+    else
+        attend_group(q, n_q, k, v, 0, kv_stride, n_pos, hd, scale, att, out);
 }
 
 /* f16/bf16 convert exactly; block types use the avx2 decoders (exactly the
@@ -2180,6 +2203,13 @@ static void avx512_matmul_rows(const slm_matrix *W, int64_t r0, int64_t r1, cons
         matmul_rows(W, r0, r1, X, n_tok, x_stride, Y, y_stride, scratch);
 }
 
+static void avx512_to_f16(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm256_mask_storeu_epi16(dst + i, m, x_to_f16(src + i, m));
+    }
+}
+
 static int32_t avx512_argmax_f32(const float *x, int32_t n) {
     return slm_argmax_lanes(x, n);
 }
@@ -2199,6 +2229,7 @@ const slm_provider slm_provider_avx512 = {
     .attend = avx512_attend,
     .rope = slm_rope_avx512,
     .argmax_f32 = avx512_argmax_f32,
+    .to_f16 = avx512_to_f16,
 };
 
 #else

@@ -61,13 +61,16 @@ typedef struct slm_provider {
      * attention) over n_pos cached positions: for head g, with query q + g *
      * hd, scores att_g = att + g * n_pos and output out + g * hd: att_g[p] =
      * scale * q_g . k_p, softmax over p, out_g[hd] = sum_p att_g[p] v_p,
-     * where k_p = k + p * kv_stride (likewise v); att holds n_q * n_pos
-     * floats. Each head gets the bits it gets alone (n_q = 1); taking the
-     * heads together lets a kernel read each K/V row once for all of them. */
+     * where k_p = k + p * kv_stride elements (likewise v), of kv_type
+     * SLM_TYPE_F32 or SLM_TYPE_F16 (converted exactly to f32); att holds
+     * n_q * n_pos floats. Each head gets the bits it gets alone (n_q = 1);
+     * taking the heads together lets a kernel read each K/V row once for
+     * all of them. */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     void (*swiglu)(float *g, const float *u, int64_t n);
-    void (*attend)(const float *q, int32_t n_q, const float *k, const float *v, int64_t kv_stride,
-                   int32_t n_pos, int32_t hd, float scale, float *att, float *out);
+    void (*attend)(const float *q, int32_t n_q, const void *k, const void *v, uint32_t kv_type,
+                   int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
+                   float *out);
     /* Optional (NULL: the model's scalar loop; issue 5). Rotates one head's
      * first rope_dim dims (even, any value) in place; cs holds rope_dim
      * floats, cos and sin of pair i at cs[2i], cs[2i + 1]. adjacent = 1:
@@ -83,17 +86,23 @@ typedef struct slm_provider {
      * provider's file so that its instruction set vectorizes it (a 151936
      * vocabulary: about 0.5 ms as the scalar loop, 0.01 ms with AVX2). */
     int32_t (*argmax_f32)(const float *x, int32_t n);
+    /* Optional (NULL: base/fp16.h's slm_f32_to_fp16 per element). dst[i] =
+     * src[i] rounded to IEEE half, to nearest even, overflow to inf: the
+     * scalar function's bits for every non-NaN input (a NaN stays a NaN).
+     * The f16 K/V cache is written through it. */
+    void (*to_f16)(uint16_t *dst, const float *src, int64_t n);
 } slm_provider;
 
 /* A provider's attend for one head, and the grouped op made of it: the
  * heads one after another (for providers without a grouped kernel). */
-typedef void (*slm_attend1_fn)(const float *q, const float *k, const float *v, int64_t kv_stride,
-                               int32_t n_pos, int32_t hd, float scale, float *att, float *out);
-static inline void slm_attend_each(slm_attend1_fn one, const float *q, int32_t n_q, const float *k,
-                                   const float *v, int64_t kv_stride, int32_t n_pos, int32_t hd,
-                                   float scale, float *att, float *out) {
+typedef void (*slm_attend1_fn)(const float *q, const void *k, const void *v, uint32_t kv_type,
+                               int64_t kv_stride, int32_t n_pos, int32_t hd, float scale,
+                               float *att, float *out);
+static inline void slm_attend_each(slm_attend1_fn one, const float *q, int32_t n_q, const void *k,
+                                   const void *v, uint32_t kv_type, int64_t kv_stride,
+                                   int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
     for (int32_t g = 0; g < n_q; g++)
-        one(q + (size_t)g * (size_t)hd, k, v, kv_stride, n_pos, hd, scale,
+        one(q + (size_t)g * (size_t)hd, k, v, kv_type, kv_stride, n_pos, hd, scale,
             att + (size_t)g * (size_t)n_pos, out + (size_t)g * (size_t)hd);
 }
 

@@ -560,14 +560,19 @@ static void neon_rmsnorm(float *out, const float *x, const float *w, int64_t n, 
     for (; i < n; i++) out[i] = x[i] * sc * w[i];
 }
 
-/* One head: scores by neon_dot_f32, softmax (expf per position: a small
- * part of the work), then the weighted sum of V rows, 16 columns at a time
- * so each V row is read once per column block. */
-static void neon_attend1(const float *q, const float *k, const float *v, int64_t kv_stride,
-                         int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
+static inline __attribute__((always_inline)) void
+attend1(const float *q, const void *k, const void *v, const int wt, int64_t kv_stride,
+        int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
     float mx = -INFINITY;
     for (int32_t p = 0; p < n_pos; p++) {
-        float a = neon_dot_f32(q, k + (size_t)p * (size_t)kv_stride, hd);
+        const void *kp = wt == WT_F16
+                             ? (const void *)((const uint16_t *)k + (size_t)p * (size_t)kv_stride)
+                             : (const void *)((const float *)k + (size_t)p * (size_t)kv_stride);
+        float a;
+        if (wt == WT_F16)
+            f16_1x1(&kp, &q, hd, &a);
+        else
+            a = neon_dot_f32(q, kp, hd);
         att[p] = a * scale;
         if (att[p] > mx) mx = att[p];
     }
@@ -579,11 +584,11 @@ static void neon_attend1(const float *q, const float *k, const float *v, int64_t
     for (; c + 16 <= hd; c += 16) {
         float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
         for (int32_t p = 0; p < n_pos; p++) {
-            const float *vp = v + (size_t)p * (size_t)kv_stride + c;
-            a0 = vfmaq_n_f32(a0, vld1q_f32(vp), att[p]);
-            a1 = vfmaq_n_f32(a1, vld1q_f32(vp + 4), att[p]);
-            a2 = vfmaq_n_f32(a2, vld1q_f32(vp + 8), att[p]);
-            a3 = vfmaq_n_f32(a3, vld1q_f32(vp + 12), att[p]);
+            const int64_t vp = (int64_t)p * kv_stride + c;
+            a0 = vfmaq_n_f32(a0, ld4(wt, v, vp), att[p]);
+            a1 = vfmaq_n_f32(a1, ld4(wt, v, vp + 4), att[p]);
+            a2 = vfmaq_n_f32(a2, ld4(wt, v, vp + 8), att[p]);
+            a3 = vfmaq_n_f32(a3, ld4(wt, v, vp + 12), att[p]);
         }
         vst1q_f32(out + c, a0);
         vst1q_f32(out + c + 4, a1);
@@ -593,15 +598,32 @@ static void neon_attend1(const float *q, const float *k, const float *v, int64_t
     for (; c + 4 <= hd; c += 4) {
         float32x4_t a0 = vdupq_n_f32(0.0f);
         for (int32_t p = 0; p < n_pos; p++)
-            a0 = vfmaq_n_f32(a0, vld1q_f32(v + (size_t)p * (size_t)kv_stride + c), att[p]);
+            a0 = vfmaq_n_f32(a0, ld4(wt, v, (int64_t)p * kv_stride + c), att[p]);
         vst1q_f32(out + c, a0);
     }
     for (; c < hd; c++) {
         float o = 0.0f;
-        for (int32_t p = 0; p < n_pos; p++)
-            o = fmaf(att[p], v[(size_t)p * (size_t)kv_stride + c], o);
+        for (int32_t p = 0; p < n_pos; p++) {
+            const size_t i = (size_t)p * (size_t)kv_stride + (size_t)c;
+            const float x =
+                wt == WT_F16 ? slm_fp16_to_f32(((const uint16_t *)v)[i]) : ((const float *)v)[i];
+            o = fmaf(att[p], x, o);
+        }
         out[c] = o;
     }
+}
+
+/* One head: scores by a dot product per position, softmax (expf per
+ * position: a small part of the work), then the weighted sum of V rows, 16
+ * columns at a time so each V row is read once per column block; f16 rows
+ * widened exactly in registers. */
+static void neon_attend1(const float *q, const void *k, const void *v, uint32_t kv_type,
+                         int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
+                         float *out) {
+    if (kv_type == SLM_TYPE_F16)
+        attend1(q, k, v, WT_F16, kv_stride, n_pos, hd, scale, att, out);
+    else
+        attend1(q, k, v, WT_F32, kv_stride, n_pos, hd, scale, att, out);
 }
 
 static void neon_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
@@ -700,10 +722,18 @@ static int neon_int8_block(uint32_t type) {
 }
 
 /* Heads of one K/V group one after another (see kernels.h). */
-static void neon_attend(const float *q, int32_t n_q, const float *k, const float *v,
+static void neon_attend(const float *q, int32_t n_q, const void *k, const void *v, uint32_t kv_type,
                         int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
                         float *out) {
-    slm_attend_each(neon_attend1, q, n_q, k, v, kv_stride, n_pos, hd, scale, att, out);
+    slm_attend_each(neon_attend1, q, n_q, k, v, kv_type, kv_stride, n_pos, hd, scale, att, out);
+}
+
+/* FCVTN rounds by FPCR's mode: to nearest even unless a caller changed it. */
+static void neon_to_f16(uint16_t *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1_u16(dst + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + i))));
+    for (; i < n; i++) dst[i] = slm_f32_to_fp16(src[i]);
 }
 
 /* kernels/argmax.h's 16 lanes as four vectors (GCC 12 leaves the generic
@@ -752,6 +782,7 @@ const slm_provider slm_provider_neon = {
     .attend = neon_attend,
     .rope = slm_rope_neon,
     .argmax_f32 = neon_argmax_f32,
+    .to_f16 = neon_to_f16,
 };
 
 #else

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/fp16.h"
 #include "base/mem.h"
 #include "base/status.h"
 #include "model/lora.h"
@@ -64,6 +65,30 @@ static void matmul(slm_forward *fw, const slm_matrix *W, const float *X, int32_t
 
 /* ---- attention, parallel over (K/V head, token, head) --------------------- */
 
+/* Row `at` (an element offset) of a K or V cache of type kt as floats: in
+ * place for f32, else widened into tmp (hd floats). */
+static const float *kv_row(const uint8_t *base, uint32_t kt, size_t at, int32_t hd, float *tmp) {
+    if (kt == SLM_TYPE_F32) return (const float *)base + at;
+    const uint16_t *h = (const uint16_t *)base + at;
+    for (int32_t i = 0; i < hd; i++) tmp[i] = slm_fp16_to_f32(h[i]);
+    return tmp;
+}
+
+/* Stores n floats into a cache of type kt at element offset at. */
+static void kv_store(const slm_provider *pv, void *base, uint32_t kt, size_t at, const float *x,
+                     int32_t n) {
+    if (kt == SLM_TYPE_F32) {
+        memcpy((float *)base + at, x, (size_t)n * sizeof(float));
+        return;
+    }
+    uint16_t *h = (uint16_t *)base + at;
+    if (pv->to_f16) {
+        pv->to_f16(h, x, n);
+        return;
+    }
+    for (int32_t i = 0; i < n; i++) h[i] = slm_f32_to_fp16(x[i]);
+}
+
 typedef struct attn_job {
     slm_forward *fw;
     int32_t layer, n, pos;
@@ -77,8 +102,12 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
     const int32_t group = hp->n_heads / hp->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
     float *att = fw->buf.att + (size_t)thread * (size_t)group * (size_t)n_ctx;
-    const float *kc = fw->kv.k + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd;
-    const float *vc = fw->kv.v + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd;
+    const uint32_t kt = fw->kv.type;
+    const size_t esz = kt == SLM_TYPE_F16 ? 2 : 4;
+    const uint8_t *kc =
+        (const uint8_t *)fw->kv.k + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd * esz;
+    const uint8_t *vc =
+        (const uint8_t *)fw->kv.v + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd * esz;
 
     /* Items in (K/V head, token, head of its group) order: a thread's run of
      * tokens reads one K/V head's rows, which stay in cache from token to
@@ -95,21 +124,25 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
         int32_t n_pos = job->pos + t + 1; /* causal: positions 0..pos+t */
         const float *q = fw->buf.q + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
         float *out = fw->buf.xb2 + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
+        const uint8_t *kh = kc + (size_t)kvh * (size_t)hd * esz;
+        const uint8_t *vh = vc + (size_t)kvh * (size_t)hd * esz;
 
         if (fw->pv->attend) {
             /* this thread's next heads of the same token and K/V head, at once */
             int32_t n_q = 1;
             while (i + n_q < i1 && (h + n_q) % group != 0) n_q++;
-            fw->pv->attend(q, n_q, kc + (size_t)kvh * (size_t)hd, vc + (size_t)kvh * (size_t)hd,
-                           kvd, n_pos, hd, scale, att, out);
+            fw->pv->attend(q, n_q, kh, vh, kt, kvd, n_pos, hd, scale, att, out);
             i += n_q;
             continue;
         }
         i++;
+        /* the provider's scalar ops; an f16 row is widened into the thread's
+         * matmul scratch first */
+        float *row = fw->buf.scratch + (size_t)thread * fw->buf.scratch_per_thread;
         /* scores[p] = q . k[p] / sqrt(hd), softmax over p */
         float mx = -INFINITY;
         for (int32_t p = 0; p < n_pos; p++) {
-            const float *k = kc + (size_t)p * (size_t)kvd + (size_t)kvh * (size_t)hd;
+            const float *k = kv_row(kh, kt, (size_t)p * (size_t)kvd, hd, row);
             att[p] = fw->pv->dot_f32(q, k, hd) * scale;
             if (att[p] > mx) mx = att[p];
         }
@@ -123,7 +156,7 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
         /* out = sum_p softmax[p] * v[p] */
         memset(out, 0, (size_t)hd * sizeof *out);
         for (int32_t p = 0; p < n_pos; p++) {
-            const float *v = vc + (size_t)p * (size_t)kvd + (size_t)kvh * (size_t)hd;
+            const float *v = kv_row(vh, kt, (size_t)p * (size_t)kvd, hd, row);
             fw->pv->axpy_f32(out, att[p] * inv, v, hd);
         }
     }
@@ -187,8 +220,8 @@ slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, in
                 rope_head(fw->pv, b->k + (size_t)t * KV + (size_t)h * hp->head_dim, cs,
                           hp->rope_dim, hp->rope_style);
             size_t at = ((size_t)l * (size_t)fw->kv.n_ctx + (size_t)(pos + t)) * (size_t)KV;
-            memcpy(fw->kv.k + at, b->k + (size_t)t * KV, (size_t)KV * sizeof(float));
-            memcpy(fw->kv.v + at, b->v + (size_t)t * KV, (size_t)KV * sizeof(float));
+            kv_store(fw->pv, fw->kv.k, fw->kv.type, at, b->k + (size_t)t * KV, KV);
+            kv_store(fw->pv, fw->kv.v, fw->kv.type, at, b->v + (size_t)t * KV, KV);
         }
 
         /* xb2[B][D] = causal softmax(q k^T / sqrt(hd)) v, per head */
@@ -247,8 +280,11 @@ static slm_status alloc_floats(float **p, size_t n, const char *what) {
 }
 
 slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provider *pv,
-                            slm_pool *pool, int32_t n_ctx, int32_t n_batch) {
+                            slm_pool *pool, int32_t n_ctx, int32_t n_batch, uint32_t kv_type) {
     slm_status st = SLM_OK;
+    if (kv_type != SLM_TYPE_F32 && kv_type != SLM_TYPE_F16)
+        return slm_fail(SLM_ERR_INVALID_ARG, "KV cache type %u: only f32 and f16 are supported",
+                        (unsigned)kv_type);
     memset(fw, 0, sizeof *fw);
     fw->model = m;
     fw->pv = pv;
@@ -258,15 +294,18 @@ slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provi
     slm_forward_buf *b = &fw->buf;
     b->n_batch = n_batch;
     fw->kv.n_ctx = n_ctx;
+    fw->kv.type = kv_type;
+    const size_t kv_esz = kv_type == SLM_TYPE_F16 ? sizeof(uint16_t) : sizeof(float);
     size_t B = (size_t)n_batch, threads = (size_t)slm_pool_threads(pool);
-    size_t kv_floats = (size_t)hp->n_layers * (size_t)n_ctx * (size_t)hp->kv_dim;
+    size_t kv_elems = (size_t)hp->n_layers * (size_t)n_ctx * (size_t)hp->kv_dim;
 
     /* The cache is only read where it was written: calloc lets the OS hand
      * out zero pages lazily, so memory grows with the context actually used. */
-    fw->kv.k = slm_calloc(kv_floats, sizeof(float));
-    fw->kv.v = slm_calloc(kv_floats, sizeof(float));
+    fw->kv.k = slm_calloc(kv_elems, kv_esz);
+    fw->kv.v = slm_calloc(kv_elems, kv_esz);
     if (!fw->kv.k || !fw->kv.v) {
-        st = slm_fail(SLM_ERR_NOMEM, "cannot allocate the KV cache (%zu floats)", 2 * kv_floats);
+        st = slm_fail(SLM_ERR_NOMEM, "cannot allocate the KV cache (%zu bytes)",
+                      2 * kv_elems * kv_esz);
         goto cleanup;
     }
     SLM_CHECK(alloc_floats(&b->x, B * (size_t)hp->dim, "activations"));

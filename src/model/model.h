@@ -108,11 +108,14 @@ typedef struct slm_forward_buf {
     size_t scratch_per_thread;
 } slm_forward_buf;
 
-/* KV cache: float32, [layer][n_ctx][kv_dim] for keys and values. */
+/* KV cache: [layer][n_ctx][kv_dim] keys and values, each element f32 or
+ * f16 (SLM_TYPE_F32 / SLM_TYPE_F16; f16 rounds to nearest even on the way
+ * in, half the memory and half the bytes attention reads). */
 typedef struct slm_kv_cache {
     int32_t n_ctx;
-    float *k;
-    float *v;
+    uint32_t type;
+    void *k;
+    void *v;
 } slm_kv_cache;
 
 /* Called with the input of every matrix multiplication (X: n rows of
@@ -136,8 +139,9 @@ typedef struct slm_forward {
     slm_kv_cache kv;
 } slm_forward;
 
+/* kv_type: the cache's element type, SLM_TYPE_F32 or SLM_TYPE_F16. */
 slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provider *pv,
-                            slm_pool *pool, int32_t n_ctx, int32_t n_batch);
+                            slm_pool *pool, int32_t n_ctx, int32_t n_batch, uint32_t kv_type);
 void slm_forward_free(slm_forward *fw);
 
 /* Runs tokens[0..n) at positions pos..pos+n-1 (n <= n_batch, pos+n <= n_ctx),

@@ -189,6 +189,7 @@ static slm_status apply_hybrid_section(const cJSON *it, char *dst, size_t cap) {
 /* The names of the string-valued choices, indexed by their enum values. */
 static const char *const k_policy_names[] = {"shift", "error"};       /* slm_ctx_policy */
 static const char *const k_weights_names[] = {"auto", "map", "copy"}; /* slm_file_mode */
+static const char *const k_kv_names[] = {"f16", "f32"};               /* kv_f32 */
 _Static_assert(SLM_CTX_ERROR == 1 && SLM_FILE_MAP == 1 && SLM_FILE_COPY == 2,
                "the name tables follow the enums");
 #define N_NAMES(a) ((int)(sizeof(a) / sizeof *(a)))
@@ -270,6 +271,8 @@ static slm_status apply_key(slm_config *c, const cJSON *it) {
         int w = 0;
         SLM_TRY(want_choice(it, k_weights_names, N_NAMES(k_weights_names), &w));
         c->weights = (slm_file_mode)w;
+    } else if (!strcmp(k, "kv_cache")) {
+        SLM_TRY(want_choice(it, k_kv_names, N_NAMES(k_kv_names), &c->kv_f32));
     } else if (!strcmp(k, "providers")) {
         SLM_TRY(apply_providers(c, it));
     } else if (!strcmp(k, "context_policy")) {
@@ -385,6 +388,7 @@ char *slm_config_to_json(const slm_config *c) {
     cJSON_AddNumberToObject(o, "n_batch", c->n_batch);
     cJSON_AddStringToObject(o, "quant", c->quant);
     cJSON_AddStringToObject(o, "weights", k_weights_names[c->weights]);
+    cJSON_AddStringToObject(o, "kv_cache", k_kv_names[c->kv_f32]);
     cJSON *pv = cJSON_AddArrayToObject(o, "providers");
     for (int32_t i = 0; pv && i < c->n_providers; i++)
         cJSON_AddItemToArray(pv, cJSON_CreateString(c->providers[i]));

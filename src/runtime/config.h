@@ -49,6 +49,7 @@ struct slm_config {
     int32_t n_batch;       /* prefill batch */
     char quant[16];        /* "" = as stored */
     slm_file_mode weights; /* "weights": how slm_model_load holds the file (auto, map, copy) */
+    int kv_f32;            /* "kv_cache": 0 = "f16" (the default), 1 = "f32" */
     int32_t n_providers;
     char providers[SLM_MAX_PROVIDERS][16];
     slm_ctx_policy context_policy;

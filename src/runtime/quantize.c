@@ -246,7 +246,7 @@ slm_status slm_qstats_collect(const slm_model *m, const char *text, size_t len, 
     if (n_ctx <= 0) n_ctx = SLM_QUANT_DEFAULT_CALIB_CTX;
     out->want_hessian = with_hessian;
     SLM_TRY(calib_tokens(m, text, len, n_ctx, &ids, &n, &win, &n_windows));
-    SLM_CHECK(slm_forward_init(&fw, m, slm_provider_select(NULL, 0), pool, win, win));
+    SLM_CHECK(slm_forward_init(&fw, m, slm_provider_select(NULL, 0), pool, win, win, SLM_TYPE_F32));
     logits = slm_alloc_aligned((size_t)win * (size_t)m->hp.n_vocab, sizeof(float));
     if (!logits) {
         st = slm_fail(SLM_ERR_NOMEM, "out of memory for calibration logits");
@@ -891,7 +891,8 @@ static slm_status budget_search(slm_model *m, qtensor *qs, size_t n, const char 
         e.n_windows--;
     if (progress)
         fprintf(stderr, "[budget] measuring on %zu windows of %d tokens\n", e.n_windows, e.win);
-    SLM_CHECK(slm_forward_init(&e.fw, &wm, slm_provider_select(NULL, 0), pool, e.win, e.win));
+    SLM_CHECK(slm_forward_init(&e.fw, &wm, slm_provider_select(NULL, 0), pool, e.win, e.win,
+                               SLM_TYPE_F32));
     e.logits = slm_alloc_aligned((size_t)e.win * (size_t)e.V, sizeof(float));
     e.lp = slm_calloc((size_t)e.V, sizeof(double));
     e.base = slm_calloc(e.n_windows * (size_t)(e.win - 1) * (size_t)e.V, sizeof(double));

@@ -11,6 +11,7 @@
 #include "base/mem.h"
 #include "base/status.h"
 #include "model/lora.h"
+#include "quant/types.h"
 #include "runtime/constrain.h"
 
 static int32_t resolve_threads(const slm_config *cfg) {
@@ -93,7 +94,8 @@ slm_status slm_session_new(slm_model *model, const slm_config *cfg_in, slm_sessi
     s->pv = slm_provider_select(names, (size_t)cfg->n_providers);
 
     SLM_CHECK(slm_pool_new(resolve_threads(cfg), &s->pool));
-    SLM_CHECK(slm_forward_init(&s->fw, model, s->pv, s->pool, s->n_ctx, cfg->n_batch));
+    SLM_CHECK(slm_forward_init(&s->fw, model, s->pv, s->pool, s->n_ctx, cfg->n_batch,
+                               cfg->kv_f32 ? SLM_TYPE_F32 : SLM_TYPE_F16));
     SLM_CHECK(load_adapters(s));
     slm_sampler_params sp = {
         cfg->temperature,      cfg->top_k,         cfg->top_p, cfg->min_p,
@@ -147,6 +149,7 @@ slm_status slm_session_configure(slm_session *s, const char *json, size_t len) {
                         : next.threads != c->threads   ? "threads"
                         : strcmp(next.quant, c->quant) ? "quant"
                         : next.weights != c->weights   ? "weights"
+                        : next.kv_f32 != c->kv_f32     ? "kv_cache"
                         : (next.n_adapters != c->n_adapters ||
                            memcmp(next.adapter_path, c->adapter_path, sizeof c->adapter_path) ||
                            memcmp(next.adapter_scale, c->adapter_scale, sizeof c->adapter_scale))
@@ -183,6 +186,12 @@ slm_status slm_session_configure(slm_session *s, const char *json, size_t len) {
 }
 int32_t slm_session_n_ctx(const slm_session *s) {
     return s ? s->n_ctx : 0;
+}
+uint64_t slm_session_kv_bytes(const slm_session *s) {
+    if (!s) return 0;
+    const slm_hparams *hp = &s->model->hp;
+    const uint64_t esz = s->fw.kv.type == SLM_TYPE_F16 ? 2 : 4;
+    return 2 * (uint64_t)hp->n_layers * (uint64_t)s->fw.kv.n_ctx * (uint64_t)hp->kv_dim * esz;
 }
 
 /* Evaluates tokens[from..to) of the session's token list at their positions,

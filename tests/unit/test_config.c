@@ -23,6 +23,12 @@ int main(void) {
     CHECK(c->weights == SLM_FILE_MAP);
     CHECK_OK(apply(c, "{\"weights\":\"copy\"}"));
     CHECK(c->weights == SLM_FILE_COPY);
+    CHECK(c->kv_f32 == 0); /* the K/V cache in f16 unless asked */
+    CHECK_ERR(apply(c, "{\"kv_cache\":\"q8_0\"}"), SLM_ERR_CONFIG, "'kv_cache'");
+    CHECK_ERR(apply(c, "{\"kv_cache\":32}"), SLM_ERR_CONFIG, "'kv_cache'");
+    CHECK(c->kv_f32 == 0);
+    CHECK_OK(apply(c, "{\"kv_cache\":\"f32\"}"));
+    CHECK(c->kv_f32 == 1);
     CHECK_OK(apply(c, "{\"max_tokens\":16,\"quant\":\"int8\"}"));
     CHECK(c->max_tokens == 16);
     CHECK(!strcmp(c->quant, "int8"));
@@ -90,6 +96,7 @@ int main(void) {
         CHECK(d->max_tokens == c->max_tokens && d->seed == c->seed && d->n_stop == c->n_stop);
         CHECK(d->n_providers == c->n_providers && d->context_policy == c->context_policy);
         CHECK(d->weights == SLM_FILE_COPY && d->weights == c->weights);
+        CHECK(d->kv_f32 == 1);
     }
     free(js);
     slm_config_free(d);

@@ -220,6 +220,8 @@ int main(void) {
         CHECK_ERR(slm_session_configure(s, "{\"n_ctx\":64}", 12), SLM_ERR_CONFIG, "new session");
         CHECK_ERR(slm_session_configure(s, "{\"weights\":\"copy\"}", 18), SLM_ERR_CONFIG,
                   "weights");
+        CHECK_ERR(slm_session_configure(s, "{\"kv_cache\":\"f32\"}", 19), SLM_ERR_CONFIG,
+                  "kv_cache");
         CHECK_ERR(slm_session_configure(s, "{\"bogus\":1}", 11), SLM_ERR_CONFIG, "bogus");
         slm_session_free(s);
         slm_config_free(c);
@@ -235,6 +237,36 @@ int main(void) {
     if (l1 && l2)
         CHECK_MSG(max_rel_diff(l1, l2, nt1 * nv1) < 1e-5, "%g", max_rel_diff(l1, l2, nt1 * nv1));
     free(l2);
+
+    /* the K/V cache: f16 by default, f32 when asked; each position's keys
+     * and values rounded to f16 move the logits a little, the same way on
+     * every provider (the scalar path widens the halves exactly, too) */
+    {
+        float *lf = NULL;
+        size_t ntf = 0, nvf = 0;
+        CHECK_OK(logits_with(m, "{\"kv_cache\":\"f32\"}", prompt, &lf, &ntf, &nvf));
+        if (l1 && lf && ntf == nt1 && nvf == nv1) {
+            double d = max_rel_diff(l1, lf, nt1 * nv1);
+            CHECK_MSG(d > 0 && d < 2e-3, "f16 against f32 cache: %g", d);
+        }
+        free(lf);
+        lf = NULL;
+        CHECK_OK(logits_with(m, "{\"providers\":[\"ref\"]}", prompt, &lf, &ntf, &nvf));
+        if (l1 && lf && ntf == nt1 && nvf == nv1)
+            CHECK_MSG(max_rel_diff(l1, lf, nt1 * nv1) < 1e-4, "ref provider, f16 cache: %g",
+                      max_rel_diff(l1, lf, nt1 * nv1));
+        free(lf);
+        for (int f32 = 0; f32 < 2; f32++) {
+            slm_config *kc = config(f32 ? "{\"n_ctx\":64,\"kv_cache\":\"f32\"}" : "{\"n_ctx\":64}");
+            slm_session *ks = NULL;
+            CHECK_OK(slm_session_new(m, kc, &ks));
+            /* 2 layers x 64 positions x 32 (2 K/V heads of 16) x K and V */
+            CHECK_MSG(slm_session_kv_bytes(ks) == 2u * 64u * 32u * 2u * (f32 ? 4u : 2u),
+                      "kv bytes %llu", (unsigned long long)slm_session_kv_bytes(ks));
+            slm_session_free(ks);
+            slm_config_free(kc);
+        }
+    }
 
     /* the config's weights: the file mapped or copied into memory gives the
      * same bits; the model says which it did */

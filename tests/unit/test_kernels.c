@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/fp16.h"
 #include "base/mem.h"
 #include "base/threadpool.h"
 #include "check.h"
@@ -438,6 +439,46 @@ static int32_t argmax_ref(const float *x, int32_t n) {
     return b;
 }
 
+/* The provider's to_f16 against base/fp16.h's slm_f32_to_fp16: random
+ * values of every magnitude, ties to even, the largest finite halves and
+ * overflow, subnormals and underflow, infinities, signed zeros; a NaN stays
+ * a NaN. Lengths around the vector widths; nothing past n written. */
+static void test_to_f16(const slm_provider *pv) {
+    static const int64_t lens[] = {1, 3, 4, 7, 8, 9, 15, 16, 17, 33, 100, 1000};
+    static const float special[] = {
+        65504.0f,       65519.99f,      65520.0f,       1e9f,           -65520.0f, 6.1035156e-05f,
+        5.9604645e-08f, 2.9802322e-08f, 2.9802326e-08f, 1e-10f,         0.0f,      -0.0f,
+        INFINITY,       -INFINITY,      1.00048828125f, 1.00146484375f, 2049.0f,   2051.0f};
+    const int ns = (int)(sizeof special / sizeof special[0]);
+    int bad = 0;
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        const int64_t n = lens[k];
+        float *x = malloc((size_t)n * sizeof *x);
+        uint16_t *h = malloc((size_t)(n + 1) * sizeof *h);
+        for (int64_t i = 0; i < n; i++) {
+            /* magnitudes 2^-30 .. 2^20, so every range is covered */
+            x[i] = ldexpf(check_rng_uniform(&g_rng) * 2.0f - 1.0f,
+                          (int)(check_rng_u64(&g_rng) % 51) - 30);
+            if (i % 5 == 1) x[i] = special[(i / 5) % ns];
+        }
+        if (n > 2) x[n - 2] = NAN;
+        h[n] = 0xabcd;
+        pv->to_f16(h, x, n);
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t want = slm_f32_to_fp16(x[i]);
+            int ok =
+                x[i] != x[i] ? (h[i] & 0x7c00u) == 0x7c00u && (h[i] & 0x3ffu) != 0 : h[i] == want;
+            if (!ok && bad++ < 5)
+                fprintf(stderr, "to_f16 %s: %.9g -> %04x, expected %04x\n", pv->name, (double)x[i],
+                        h[i], want);
+        }
+        bad += h[n] != 0xabcd;
+        free(x);
+        free(h);
+    }
+    CHECK_MSG(bad == 0, "to_f16 %s: %d values differ from slm_f32_to_fp16", pv->name, bad);
+}
+
 /* The provider's argmax_f32 (or, with pv NULL, kernels/argmax.h as this file
  * compiles it, the sampler's fallback) against argmax_ref: random values,
  * ties (first wins; -0 and +0 tie), NaNs anywhere and at 0, infinities, all
@@ -554,70 +595,85 @@ static void test_forward_ops(const slm_provider *pv) {
     if (pv->attend) {
         static const int32_t hds[] = {8, 33, 64, 80, 128};
         static const int32_t poss[] = {1, 2, 15, 16, 17, 100, 200};
-        for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++) {
-            for (size_t b = 0; b < sizeof poss / sizeof poss[0]; b++) {
-                const int32_t hd = hds[a], np = poss[b];
-                const int64_t stride = hd * 2 + 3;
-                float *q = malloc((size_t)hd * sizeof *q);
-                float *kv = malloc((size_t)(2 * np * stride) * sizeof *kv);
-                float *att = malloc((size_t)(np + 1) * sizeof *att);
-                float *out = malloc((size_t)(hd + 1) * sizeof *out);
-                double *e = malloc((size_t)np * sizeof *e);
-                fill_normal(q, hd, 2.0f);
-                fill_normal(kv, 2 * np * stride, 2.0f);
-                const float *k = kv, *v = kv + np * stride;
-                float scale = 1.0f / sqrtf((float)hd);
-                out[hd] = 42.0f;
-                att[np] = 42.0f;
-                pv->attend(q, 1, k, v, stride, np, hd, scale, att, out);
-                double mx = -INFINITY, sum = 0;
-                for (int32_t p = 0; p < np; p++) {
-                    double s = 0;
-                    for (int32_t i = 0; i < hd; i++) s += (double)q[i] * k[p * stride + i];
-                    e[p] = s * scale;
-                    mx = fmax(mx, e[p]);
-                }
-                for (int32_t p = 0; p < np; p++) sum += e[p] = exp(e[p] - mx);
-                int ok = out[hd] == 42.0f && att[np] == 42.0f;
-                for (int32_t i = 0; i < hd; i++) {
-                    double o = 0, oabs = 0;
+        for (int kt = 0; kt < 2; kt++) {
+            /* an f32 cache, then an f16 one: the kernel must read its halves
+             * exactly, so the same reference over the rounded values holds */
+            const uint32_t kv_type = kt ? SLM_TYPE_F16 : SLM_TYPE_F32;
+            for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++) {
+                for (size_t b = 0; b < sizeof poss / sizeof poss[0]; b++) {
+                    const int32_t hd = hds[a], np = poss[b];
+                    const int64_t stride = hd * 2 + 3;
+                    float *q = malloc((size_t)hd * sizeof *q);
+                    float *kv = malloc((size_t)(2 * np * stride) * sizeof *kv);
+                    uint16_t *kvh = malloc((size_t)(2 * np * stride) * sizeof *kvh);
+                    float *att = malloc((size_t)(np + 1) * sizeof *att);
+                    float *out = malloc((size_t)(hd + 1) * sizeof *out);
+                    double *e = malloc((size_t)np * sizeof *e);
+                    fill_normal(q, hd, 2.0f);
+                    fill_normal(kv, 2 * np * stride, 2.0f);
+                    for (int64_t i = 0; i < 2 * np * stride; i++) {
+                        kvh[i] = slm_f32_to_fp16(kv[i]);
+                        if (kt) kv[i] = slm_fp16_to_f32(kvh[i]);
+                    }
+                    const float *k = kv, *v = kv + np * stride;
+                    const void *kk = kt ? (const void *)kvh : (const void *)kv;
+                    const void *vv = kt ? (const void *)(kvh + np * stride) : (const void *)v;
+                    float scale = 1.0f / sqrtf((float)hd);
+                    out[hd] = 42.0f;
+                    att[np] = 42.0f;
+                    pv->attend(q, 1, kk, vv, kv_type, stride, np, hd, scale, att, out);
+                    double mx = -INFINITY, sum = 0;
                     for (int32_t p = 0; p < np; p++) {
-                        o += e[p] / sum * v[p * stride + i];
-                        oabs += e[p] / sum * fabs(v[p * stride + i]);
+                        double s = 0;
+                        for (int32_t i = 0; i < hd; i++) s += (double)q[i] * k[p * stride + i];
+                        e[p] = s * scale;
+                        mx = fmax(mx, e[p]);
                     }
-                    ok &= fabs(out[i] - o) <= 1e-5 * oabs + 1e-30;
-                }
-                CHECK_MSG(ok, "%s attend hd=%d n_pos=%d", pv->name, hd, np);
-                /* three heads on the same K/V at once: each head's bits are
-                 * those it gets alone */
-                {
-                    enum { NQ = 3 };
-                    float *q3 = malloc((size_t)(NQ * hd) * sizeof *q3);
-                    float *att3 = malloc((size_t)(NQ * np + 1) * sizeof *att3);
-                    float *out3 = malloc((size_t)(NQ * hd + 1) * sizeof *out3);
-                    float *one = malloc((size_t)hd * sizeof *one);
-                    fill_normal(q3, NQ * hd, 2.0f);
-                    att3[NQ * np] = out3[NQ * hd] = 42.0f;
-                    pv->attend(q3, NQ, k, v, stride, np, hd, scale, att3, out3);
-                    int same = att3[NQ * np] == 42.0f && out3[NQ * hd] == 42.0f;
-                    for (int g = 0; g < NQ; g++) {
-                        pv->attend(q3 + g * hd, 1, k, v, stride, np, hd, scale, att, one);
-                        same &= !memcmp(one, out3 + g * hd, (size_t)hd * sizeof *one);
+                    for (int32_t p = 0; p < np; p++) sum += e[p] = exp(e[p] - mx);
+                    int ok = out[hd] == 42.0f && att[np] == 42.0f;
+                    for (int32_t i = 0; i < hd; i++) {
+                        double o = 0, oabs = 0;
+                        for (int32_t p = 0; p < np; p++) {
+                            o += e[p] / sum * v[p * stride + i];
+                            oabs += e[p] / sum * fabs(v[p * stride + i]);
+                        }
+                        ok &= fabs(out[i] - o) <= 1e-5 * oabs + 1e-30;
                     }
-                    CHECK_MSG(same,
-                              "%s attend of %d heads at once hd=%d n_pos=%d: not each "
-                              "head's bits alone",
-                              pv->name, NQ, hd, np);
-                    free(q3);
-                    free(att3);
-                    free(out3);
-                    free(one);
+                    CHECK_MSG(ok, "%s attend (%s cache) hd=%d n_pos=%d", pv->name,
+                              kt ? "f16" : "f32", hd, np);
+                    /* three heads on the same K/V at once: each head's bits are
+                     * those it gets alone */
+                    {
+                        enum { NQ = 3 };
+                        float *q3 = malloc((size_t)(NQ * hd) * sizeof *q3);
+                        float *att3 = malloc((size_t)(NQ * np + 1) * sizeof *att3);
+                        float *out3 = malloc((size_t)(NQ * hd + 1) * sizeof *out3);
+                        float *one = malloc((size_t)hd * sizeof *one);
+                        fill_normal(q3, NQ * hd, 2.0f);
+                        att3[NQ * np] = out3[NQ * hd] = 42.0f;
+                        pv->attend(q3, NQ, kk, vv, kv_type, stride, np, hd, scale, att3, out3);
+                        int same = att3[NQ * np] == 42.0f && out3[NQ * hd] == 42.0f;
+                        for (int g = 0; g < NQ; g++) {
+                            pv->attend(q3 + g * hd, 1, kk, vv, kv_type, stride, np, hd, scale, att,
+                                       one);
+                            same &= !memcmp(one, out3 + g * hd, (size_t)hd * sizeof *one);
+                        }
+                        CHECK_MSG(same,
+                                  "%s attend of %d heads at once (%s cache) hd=%d n_pos=%d: not "
+                                  "each head's bits alone",
+                                  pv->name, NQ, kt ? "f16" : "f32", hd, np);
+                        free(q3);
+                        free(att3);
+                        free(out3);
+                        free(one);
+                    }
+                    free(q);
+                    free(kv);
+                    free(kvh);
+                    free(att);
+                    free(out);
+                    free(e);
                 }
-                free(q);
-                free(kv);
-                free(att);
-                free(out);
-                free(e);
             }
         }
     }
@@ -826,6 +882,7 @@ int main(void) {
         test_vector_ops(pv);
         test_forward_ops(pv);
         if (pv->argmax_f32) test_argmax(pv);
+        if (pv->to_f16) test_to_f16(pv);
         for (uint32_t t = 0; t < SLM_TYPE_COUNT; t++) {
             if (!type_testable(t)) continue;
             if (pp == slm_providers_all()) n_types++;

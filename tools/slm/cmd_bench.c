@@ -589,7 +589,7 @@ typedef struct model_facts {
     uint64_t mapped_bytes;   /* the file, mapped or copied read-only */
     int weights_copied;      /* config "weights": copied into memory (1) or mapped (0) */
     uint64_t read_per_token; /* weight bytes one decode step reads */
-    uint64_t kv_bytes;       /* f32 K and V caches of the session */
+    uint64_t kv_bytes;       /* K and V caches of the session */
     char provider[32];
     char weight_type[16];
     char name[128];
@@ -748,8 +748,7 @@ static int bench_once(const bench_opts *o, const slm_config *cfg, const int32_t 
             facts->mapped_bytes = mi.file_bytes;
             facts->weights_copied = mi.weights_copied;
             facts->n_ctx = slm_session_n_ctx(s);
-            facts->kv_bytes = 2ull * (uint64_t)mi.n_layers * (uint64_t)facts->n_ctx *
-                              (uint64_t)mi.n_kv_heads * (uint64_t)mi.head_dim * sizeof(float);
+            facts->kv_bytes = slm_session_kv_bytes(s);
             snprintf(facts->weight_type, sizeof facts->weight_type, "%s",
                      mi.weight_type ? mi.weight_type : "?");
             snprintf(facts->name, sizeof facts->name, "%s", mi.name ? mi.name : "");
