@@ -1,6 +1,17 @@
 #include "base/mem.h"
 
 #include <string.h>
+#include <sys/mman.h>
+
+void *slm_pages_alloc(size_t bytes) {
+    if (bytes == 0) return NULL;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void slm_pages_free(void *p, size_t bytes) {
+    if (p) munmap(p, bytes);
+}
 
 void *slm_alloc_aligned(size_t n, size_t size) {
     if (size != 0 && n > SIZE_MAX / size) return NULL;

@@ -24,6 +24,14 @@ static inline void *slm_calloc(size_t n, size_t size) {
     return calloc(n ? n : 1, size ? size : 1);
 }
 
+/* Zeroed pages straight from the OS (an anonymous mapping): nothing is
+ * touched until used, so memory grows with what is written, and
+ * slm_pages_free returns it all. calloc gives no such promise: glibc
+ * recycles freed heap blocks below its mmap threshold (raised at run time
+ * up to 32 MiB) and then clears every byte at once. bytes > 0. */
+void *slm_pages_alloc(size_t bytes);
+void slm_pages_free(void *p, size_t bytes);
+
 /* 64-byte aligned, zeroed; free with free(). */
 void *slm_alloc_aligned(size_t n, size_t size);
 

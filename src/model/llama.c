@@ -282,10 +282,10 @@ static slm_status alloc_floats(float **p, size_t n, const char *what) {
 slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provider *pv,
                             slm_pool *pool, int32_t n_ctx, int32_t n_batch, uint32_t kv_type) {
     slm_status st = SLM_OK;
+    memset(fw, 0, sizeof *fw);
     if (kv_type != SLM_TYPE_F32 && kv_type != SLM_TYPE_F16)
         return slm_fail(SLM_ERR_INVALID_ARG, "KV cache type %u: only f32 and f16 are supported",
                         (unsigned)kv_type);
-    memset(fw, 0, sizeof *fw);
     fw->model = m;
     fw->pv = pv;
     fw->pool = pool;
@@ -299,13 +299,17 @@ slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provi
     size_t B = (size_t)n_batch, threads = (size_t)slm_pool_threads(pool);
     size_t kv_elems = (size_t)hp->n_layers * (size_t)n_ctx * (size_t)hp->kv_dim;
 
-    /* The cache is only read where it was written: calloc lets the OS hand
-     * out zero pages lazily, so memory grows with the context actually used. */
-    fw->kv.k = slm_calloc(kv_elems, kv_esz);
-    fw->kv.v = slm_calloc(kv_elems, kv_esz);
+    /* The cache is only read where it was written: pages from the OS,
+     * touched as positions fill, so memory grows with the context used. */
+    if (kv_elems > SIZE_MAX / 2 / kv_esz) {
+        st = slm_fail(SLM_ERR_NOMEM, "KV cache of %zu elements is too large", 2 * kv_elems);
+        goto cleanup;
+    }
+    fw->kv.bytes = kv_elems * kv_esz;
+    fw->kv.k = slm_pages_alloc(fw->kv.bytes);
+    fw->kv.v = slm_pages_alloc(fw->kv.bytes);
     if (!fw->kv.k || !fw->kv.v) {
-        st = slm_fail(SLM_ERR_NOMEM, "cannot allocate the KV cache (%zu bytes)",
-                      2 * kv_elems * kv_esz);
+        st = slm_fail(SLM_ERR_NOMEM, "cannot allocate the KV cache (%zu bytes)", 2 * fw->kv.bytes);
         goto cleanup;
     }
     SLM_CHECK(alloc_floats(&b->x, B * (size_t)hp->dim, "activations"));
@@ -343,8 +347,8 @@ cleanup:
 void slm_forward_free(slm_forward *fw) {
     if (!fw) return;
     slm_lora_set_free(fw->lora);
-    free(fw->kv.k);
-    free(fw->kv.v);
+    slm_pages_free(fw->kv.k, fw->kv.bytes);
+    slm_pages_free(fw->kv.v, fw->kv.bytes);
     slm_forward_buf *b = &fw->buf;
     free(b->x);
     free(b->xb);

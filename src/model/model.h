@@ -114,6 +114,7 @@ typedef struct slm_forward_buf {
 typedef struct slm_kv_cache {
     int32_t n_ctx;
     uint32_t type;
+    size_t bytes; /* of k, and of v (slm_pages_alloc) */
     void *k;
     void *v;
 } slm_kv_cache;
