@@ -1371,13 +1371,31 @@ static inline __attribute__((always_inline)) void attend1(const float *q, const 
                                                           const void *v, int f16, int64_t kv_stride,
                                                           int32_t n_pos, int32_t hd, float scale,
                                                           float *att, float *out) {
+    /* scores a key tile at a time: two 8-lane halves, accumulators over d
+     * mod 2 */
     float mx = -INFINITY;
-    for (int32_t p = 0; p < n_pos; p++) {
-        const size_t kp = (size_t)p * (size_t)kv_stride;
-        att[p] = (f16 ? dot_f16((const uint16_t *)k + kp, q, hd)
-                      : avx2_dot_f32(q, (const float *)k + kp, hd)) *
-                 scale;
-        if (att[p] > mx) mx = att[p];
+    for (int32_t p0 = 0; p0 < n_pos; p0 += SLM_KV_TILE) {
+        const size_t t0 = slm_kv_tile_at(p0, 0, kv_stride);
+        __m256 a[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()},
+                          {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+        for (int32_t d = 0; d < hd; d += 2) {
+            _Pragma("GCC unroll 2") for (int c = 0; c < 2; c++) {
+                if (d + c >= hd) break;
+                const size_t o = t0 + (size_t)(d + c) * SLM_KV_TILE;
+                const __m256 w = _mm256_set1_ps(q[d + c]);
+                a[c][0] = _mm256_fmadd_ps(w, ld_kv8(k, o, f16), a[c][0]);
+                a[c][1] = _mm256_fmadd_ps(w, ld_kv8(k, o + 8, f16), a[c][1]);
+            }
+        }
+        float sc[SLM_KV_TILE];
+        const __m256 vs = _mm256_set1_ps(scale);
+        _mm256_storeu_ps(sc, _mm256_mul_ps(_mm256_add_ps(a[0][0], a[1][0]), vs));
+        _mm256_storeu_ps(sc + 8, _mm256_mul_ps(_mm256_add_ps(a[0][1], a[1][1]), vs));
+        const int32_t np = n_pos - p0 < SLM_KV_TILE ? n_pos - p0 : SLM_KV_TILE;
+        for (int32_t j = 0; j < np; j++) {
+            att[p0 + j] = sc[j];
+            if (sc[j] > mx) mx = sc[j];
+        }
     }
     const __m256 vmax = _mm256_set1_ps(mx);
     __m256 vsum = _mm256_setzero_ps();

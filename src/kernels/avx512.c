@@ -1868,26 +1868,6 @@ static void avx512_swiglu(float *g, const float *u, int64_t n) {
     }
 }
 
-/* v[j] = sum of the 16 lanes of a[j]: pairwise folds (halves, quarters,
- * pairs, lanes), then one permutation back to position order. */
-static inline __m512 hsum16(const __m512 *a) {
-    __m512 c[8], e[4], g[2];
-    for (int i = 0; i < 8; i++)
-        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
-                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
-    for (int i = 0; i < 4; i++)
-        e[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x88),
-                             _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xdd));
-    for (int i = 0; i < 2; i++)
-        g[i] = _mm512_add_ps(_mm512_shuffle_ps(e[2 * i], e[2 * i + 1], 0x44),
-                             _mm512_shuffle_ps(e[2 * i], e[2 * i + 1], 0xee));
-    __m512 r =
-        _mm512_add_ps(_mm512_shuffle_ps(g[0], g[1], 0x88), _mm512_shuffle_ps(g[0], g[1], 0xdd));
-    /* lane 4q + m of r holds a[4m + q] */
-    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    return _mm512_permutexvar_ps(idx, r);
-}
-
 /* One head's scores, in place, turned into its softmax weights. */
 static void avx512_softmax_scores(float *att, int32_t n_pos) {
     __m512 mx = _mm512_set1_ps(-INFINITY);
@@ -1918,54 +1898,70 @@ static void avx512_softmax_scores(float *att, int32_t n_pos) {
 static inline __m512 ld_kv_m(const void *p, size_t i, __mmask16 m, int f16) {
     return f16 ? ld_f16_m((const uint16_t *)p + i, m) : ld_f32_m((const float *)p + i, m);
 }
+static inline __m512 ld_kv(const void *p, size_t i, int f16) {
+    return f16 ? ld_f16((const uint16_t *)p + i) : ld_f32((const float *)p + i);
+}
+
+/* Scores of NG heads (q: the first's query) for the 16 positions of one
+ * key tile: per head four accumulators over d mod 4, each d one FMA of the
+ * tile's row d with q[d] broadcast, then (a0 + a1) + (a2 + a3) times
+ * scale; lanes past n_pos (mask m) not stored. A head's operations are the
+ * same for any NG. */
+static inline __attribute__((always_inline)) void score_tile(const float *q, const int NG,
+                                                             const void *tile, int f16, int32_t hd,
+                                                             float scale, float *att, int32_t n_pos,
+                                                             __mmask16 m) {
+    __m512 acc[4][4];
+    _Pragma("GCC unroll 4") for (int h = 0; h < NG; h++)
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[h][c] = _mm512_setzero_ps();
+    /* d in steps of 4 (the last step partial), c = d mod 4 a constant in
+     * the unrolled body so that the accumulators stay in registers */
+    for (int32_t d = 0; d < hd; d += 4) {
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+            if (d + c >= hd) break;
+            const __m512 kv = ld_kv(tile, (size_t)(d + c) * SLM_KV_TILE, f16);
+            _Pragma("GCC unroll 4") for (int h = 0; h < NG; h++) acc[h][c] = _mm512_fmadd_ps(
+                _mm512_set1_ps(q[(size_t)h * (size_t)hd + (size_t)(d + c)]), kv, acc[h][c]);
+        }
+    }
+    const __m512 vscale = _mm512_set1_ps(scale);
+    _Pragma("GCC unroll 4") for (int h = 0; h < NG; h++)
+        _mm512_mask_storeu_ps(att + (size_t)h * (size_t)n_pos, m,
+                              _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(acc[h][0], acc[h][1]),
+                                                          _mm512_add_ps(acc[h][2], acc[h][3])),
+                                            vscale));
+}
 
 /* The heads of one K/V group (kernels.h), for an f32 or (f16 = 1) an f16
- * cache. Each K or V row is read from memory once for the group: scores 16
- * positions at a time, every head taking its own from those rows, and the
- * weighted sum in blocks of positions, every head's accumulators kept in
- * `out` between blocks. Per head the operations and their order are those
- * of one head alone. */
+ * cache. Each key tile and value row is read from memory once for the
+ * group: scores a tile at a time, up to four heads per pass over it, and
+ * the weighted sum in blocks of positions, every head's accumulators kept
+ * in `out` between blocks. Per head the operations and their order are
+ * those of one head alone. */
 static inline __attribute__((always_inline)) void
 attend_group(const float *q, int32_t n_q, const void *k, const void *v, int f16, int64_t kv_stride,
              int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
-    if (hd <= 64) {
-        /* each head's query in registers for a block; 16 positions' partial
-         * sum vectors reduced together (see hsum16) */
-        __mmask16 qm[4];
-        for (int c = 0; c < 4; c++) qm[c] = 16 * c < hd ? tail_mask(hd - 16 * c) : 0;
-        const __m512 vscale = _mm512_set1_ps(scale);
-        for (int32_t p0 = 0; p0 < n_pos; p0 += 16) {
-            const int32_t np = n_pos - p0 < 16 ? n_pos - p0 : 16;
-            for (int32_t g = 0; g < n_q; g++) {
-                const float *qg = q + (size_t)g * (size_t)hd;
-                __m512 qv[4];
-                for (int c = 0; c < 4; c++) qv[c] = _mm512_maskz_loadu_ps(qm[c], qg + 16 * c);
-                __m512 part[16];
-                for (int j = 0; j < 16; j++) {
-                    const size_t kp = (size_t)(p0 + (j < np ? j : 0)) * (size_t)kv_stride;
-                    __m512 a = _mm512_mul_ps(qv[0], ld_kv_m(k, kp, qm[0], f16));
-                    __m512 b = _mm512_mul_ps(qv[1], ld_kv_m(k, kp + 16, qm[1], f16));
-                    a = _mm512_fmadd_ps(qv[2], ld_kv_m(k, kp + 32, qm[2], f16), a);
-                    b = _mm512_fmadd_ps(qv[3], ld_kv_m(k, kp + 48, qm[3], f16), b);
-                    part[j] = _mm512_add_ps(a, b);
-                }
-                _mm512_mask_storeu_ps(att + (size_t)g * (size_t)n_pos + p0, tail_mask(np),
-                                      _mm512_mul_ps(hsum16(part), vscale));
-            }
-        }
-    } else {
-        for (int32_t g = 0; g < n_q; g++) {
+    for (int32_t p0 = 0; p0 < n_pos; p0 += SLM_KV_TILE) {
+        const __mmask16 m = tail_mask(n_pos - p0);
+        const size_t t0 = slm_kv_tile_at(p0, 0, kv_stride);
+        const void *tile =
+            f16 ? (const void *)((const uint16_t *)k + t0) : (const void *)((const float *)k + t0);
+        for (int32_t g = 0; g < n_q; g += 4) {
             const float *qg = q + (size_t)g * (size_t)hd;
-            for (int32_t p = 0; p < n_pos; p++) {
-                const size_t kp = (size_t)p * (size_t)kv_stride;
-                float d;
-                if (f16) {
-                    const uint16_t *kr = (const uint16_t *)k + kp;
-                    tile_f16_1x1(&kr, &qg, hd, &d);
-                } else {
-                    d = avx512_dot_f32(qg, (const float *)k + kp, hd);
-                }
-                att[(size_t)g * (size_t)n_pos + p] = d * scale;
+            float *ag = att + (size_t)g * (size_t)n_pos + p0;
+            switch (n_q - g < 4 ? n_q - g : 4) {
+            case 1:
+                score_tile(qg, 1, tile, f16, hd, scale, ag, n_pos, m);
+                break;
+            case 2:
+                score_tile(qg, 2, tile, f16, hd, scale, ag, n_pos, m);
+                break;
+            case 3:
+                score_tile(qg, 3, tile, f16, hd, scale, ag, n_pos, m);
+                break;
+            default:
+                score_tile(qg, 4, tile, f16, hd, scale, ag, n_pos, m);
+                break;
             }
         }
     }

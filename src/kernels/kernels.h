@@ -60,12 +60,16 @@ typedef struct slm_provider {
      * attend: n_q heads of attention that share one K/V head (grouped-query
      * attention) over n_pos cached positions: for head g, with query q + g *
      * hd, scores att_g = att + g * n_pos and output out + g * hd: att_g[p] =
-     * scale * q_g . k_p, softmax over p, out_g[hd] = sum_p att_g[p] v_p,
-     * where k_p = k + p * kv_stride elements (likewise v), of kv_type
-     * SLM_TYPE_F32 or SLM_TYPE_F16 (converted exactly to f32); att holds
-     * n_q * n_pos floats. Each head gets the bits it gets alone (n_q = 1);
-     * taking the heads together lets a kernel read each K/V row once for
-     * all of them. */
+     * scale * q_g . k_p, softmax over p, out_g[hd] = sum_p att_g[p] v_p.
+     * Elements are of kv_type, SLM_TYPE_F32 or SLM_TYPE_F16 (converted
+     * exactly to f32). v_p = v + p * kv_stride. Keys are in tiles of
+     * SLM_KV_TILE positions, dimension-major inside a tile (see
+     * slm_kv_tile_at), so that 16 positions' scores are 16 lanes of FMAs
+     * with q broadcast: element d of k_p is k[slm_kv_tile_at(p, d,
+     * kv_stride)]; the last tile may hold stale or zero positions past n_pos,
+     * which must not change the result. att holds n_q * n_pos floats. Each
+     * head gets the bits it gets alone (n_q = 1); taking the heads together
+     * lets a kernel read each K/V row once for all of them. */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     void (*swiglu)(float *g, const float *u, int64_t n);
     void (*attend)(const float *q, int32_t n_q, const void *k, const void *v, uint32_t kv_type,
@@ -92,6 +96,15 @@ typedef struct slm_provider {
      * The f16 K/V cache is written through it. */
     void (*to_f16)(uint16_t *dst, const float *src, int64_t n);
 } slm_provider;
+
+/* Positions per tile of the key cache, and where element d of position p
+ * lies in a head's tiles when positions are kv_stride elements apart in the
+ * untiled layout (tiles are SLM_KV_TILE * kv_stride elements apart). */
+#define SLM_KV_TILE 16
+static inline size_t slm_kv_tile_at(int64_t p, int64_t d, int64_t kv_stride) {
+    return (size_t)(p / SLM_KV_TILE) * SLM_KV_TILE * (size_t)kv_stride + (size_t)d * SLM_KV_TILE +
+           (size_t)(p % SLM_KV_TILE);
+}
 
 /* A provider's attend for one head, and the grouped op made of it: the
  * heads one after another (for providers without a grouped kernel). */

@@ -563,18 +563,23 @@ static void neon_rmsnorm(float *out, const float *x, const float *w, int64_t n, 
 static inline __attribute__((always_inline)) void
 attend1(const float *q, const void *k, const void *v, const int wt, int64_t kv_stride,
         int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
+    /* scores a key tile at a time, four 4-lane quarters */
     float mx = -INFINITY;
-    for (int32_t p = 0; p < n_pos; p++) {
-        const void *kp = wt == WT_F16
-                             ? (const void *)((const uint16_t *)k + (size_t)p * (size_t)kv_stride)
-                             : (const void *)((const float *)k + (size_t)p * (size_t)kv_stride);
-        float a;
-        if (wt == WT_F16)
-            f16_1x1(&kp, &q, hd, &a);
-        else
-            a = neon_dot_f32(q, kp, hd);
-        att[p] = a * scale;
-        if (att[p] > mx) mx = att[p];
+    for (int32_t p0 = 0; p0 < n_pos; p0 += SLM_KV_TILE) {
+        const int64_t t0 = (int64_t)slm_kv_tile_at(p0, 0, kv_stride);
+        float32x4_t a[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f),
+                            vdupq_n_f32(0.0f)};
+        for (int32_t d = 0; d < hd; d++) {
+            const int64_t o = t0 + (int64_t)d * SLM_KV_TILE;
+            for (int j = 0; j < 4; j++) a[j] = vfmaq_n_f32(a[j], ld4(wt, k, o + 4 * j), q[d]);
+        }
+        float sc[SLM_KV_TILE];
+        for (int j = 0; j < 4; j++) vst1q_f32(sc + 4 * j, vmulq_n_f32(a[j], scale));
+        const int32_t np = n_pos - p0 < SLM_KV_TILE ? n_pos - p0 : SLM_KV_TILE;
+        for (int32_t j = 0; j < np; j++) {
+            att[p0 + j] = sc[j];
+            if (sc[j] > mx) mx = sc[j];
+        }
     }
     float sum = 0.0f;
     for (int32_t p = 0; p < n_pos; p++) sum += att[p] = expf(att[p] - mx);
@@ -613,10 +618,10 @@ attend1(const float *q, const void *k, const void *v, const int wt, int64_t kv_s
     }
 }
 
-/* One head: scores by a dot product per position, softmax (expf per
- * position: a small part of the work), then the weighted sum of V rows, 16
- * columns at a time so each V row is read once per column block; f16 rows
- * widened exactly in registers. */
+/* One head: scores a key tile at a time (16 positions in lanes, q[d]
+ * broadcast), softmax (expf per position: a small part of the work), then
+ * the weighted sum of V rows, 16 columns at a time so each V row is read
+ * once per column block; f16 elements widened exactly in registers. */
 static void neon_attend1(const float *q, const void *k, const void *v, uint32_t kv_type,
                          int64_t kv_stride, int32_t n_pos, int32_t hd, float scale, float *att,
                          float *out) {

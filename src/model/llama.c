@@ -65,28 +65,41 @@ static void matmul(slm_forward *fw, const slm_matrix *W, const float *X, int32_t
 
 /* ---- attention, parallel over (K/V head, token, head) --------------------- */
 
-/* Row `at` (an element offset) of a K or V cache of type kt as floats: in
- * place for f32, else widened into tmp (hd floats). */
-static const float *kv_row(const uint8_t *base, uint32_t kt, size_t at, int32_t hd, float *tmp) {
-    if (kt == SLM_TYPE_F32) return (const float *)base + at;
-    const uint16_t *h = (const uint16_t *)base + at;
-    for (int32_t i = 0; i < hd; i++) tmp[i] = slm_fp16_to_f32(h[i]);
+/* Position p's row of head-relative K or V elements (base: the head's first
+ * element; tiled: the key cache's layout, kernels.h) as floats: in place for
+ * an untiled f32 row, else gathered and widened into tmp (hd floats). */
+static const float *kv_row(const uint8_t *base, uint32_t kt, int tiled, int32_t p, int32_t kvd,
+                           int32_t hd, float *tmp) {
+    if (!tiled && kt == SLM_TYPE_F32) return (const float *)base + (size_t)p * (size_t)kvd;
+    for (int32_t d = 0; d < hd; d++) {
+        size_t at = tiled ? slm_kv_tile_at(p, d, kvd) : (size_t)p * (size_t)kvd + (size_t)d;
+        tmp[d] = kt == SLM_TYPE_F32 ? ((const float *)base)[at]
+                                    : slm_fp16_to_f32(((const uint16_t *)base)[at]);
+    }
     return tmp;
 }
 
-/* Stores n floats into a cache of type kt at element offset at. */
-static void kv_store(const slm_provider *pv, void *base, uint32_t kt, size_t at, const float *x,
-                     int32_t n) {
+/* Stores position p's n = kv_dim keys (tiled) or values into one layer's
+ * cache of type kt; tmp: n uint16_t of scratch. */
+static void kv_store(const slm_provider *pv, void *layer, uint32_t kt, int tiled, int32_t p,
+                     const float *x, int32_t n, uint16_t *tmp) {
     if (kt == SLM_TYPE_F32) {
-        memcpy((float *)base + at, x, (size_t)n * sizeof(float));
+        float *f = layer;
+        if (!tiled) {
+            memcpy(f + (size_t)p * (size_t)n, x, (size_t)n * sizeof(float));
+            return;
+        }
+        for (int32_t i = 0; i < n; i++) f[slm_kv_tile_at(p, i, n)] = x[i];
         return;
     }
-    uint16_t *h = (uint16_t *)base + at;
-    if (pv->to_f16) {
-        pv->to_f16(h, x, n);
-        return;
-    }
-    for (int32_t i = 0; i < n; i++) h[i] = slm_f32_to_fp16(x[i]);
+    uint16_t *h = layer;
+    uint16_t *dst = tiled ? tmp : h + (size_t)p * (size_t)n;
+    if (pv->to_f16)
+        pv->to_f16(dst, x, n);
+    else
+        for (int32_t i = 0; i < n; i++) dst[i] = slm_f32_to_fp16(x[i]);
+    if (tiled)
+        for (int32_t i = 0; i < n; i++) h[slm_kv_tile_at(p, i, n)] = tmp[i];
 }
 
 typedef struct attn_job {
@@ -104,10 +117,9 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
     float *att = fw->buf.att + (size_t)thread * (size_t)group * (size_t)n_ctx;
     const uint32_t kt = fw->kv.type;
     const size_t esz = kt == SLM_TYPE_F16 ? 2 : 4;
-    const uint8_t *kc =
-        (const uint8_t *)fw->kv.k + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd * esz;
-    const uint8_t *vc =
-        (const uint8_t *)fw->kv.v + (size_t)job->layer * (size_t)n_ctx * (size_t)kvd * esz;
+    const size_t layer_bytes = (size_t)fw->kv.n_pos_alloc * (size_t)kvd * esz;
+    const uint8_t *kc = (const uint8_t *)fw->kv.k + (size_t)job->layer * layer_bytes;
+    const uint8_t *vc = (const uint8_t *)fw->kv.v + (size_t)job->layer * layer_bytes;
 
     /* Items in (K/V head, token, head of its group) order: a thread's run of
      * tokens reads one K/V head's rows, which stay in cache from token to
@@ -124,7 +136,7 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
         int32_t n_pos = job->pos + t + 1; /* causal: positions 0..pos+t */
         const float *q = fw->buf.q + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
         float *out = fw->buf.xb2 + (size_t)t * (size_t)hp->dim + (size_t)h * (size_t)hd;
-        const uint8_t *kh = kc + (size_t)kvh * (size_t)hd * esz;
+        const uint8_t *kh = kc + (size_t)kvh * (size_t)hd * SLM_KV_TILE * esz;
         const uint8_t *vh = vc + (size_t)kvh * (size_t)hd * esz;
 
         if (fw->pv->attend) {
@@ -142,7 +154,7 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
         /* scores[p] = q . k[p] / sqrt(hd), softmax over p */
         float mx = -INFINITY;
         for (int32_t p = 0; p < n_pos; p++) {
-            const float *k = kv_row(kh, kt, (size_t)p * (size_t)kvd, hd, row);
+            const float *k = kv_row(kh, kt, 1, p, kvd, hd, row);
             att[p] = fw->pv->dot_f32(q, k, hd) * scale;
             if (att[p] > mx) mx = att[p];
         }
@@ -156,7 +168,7 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
         /* out = sum_p softmax[p] * v[p] */
         memset(out, 0, (size_t)hd * sizeof *out);
         for (int32_t p = 0; p < n_pos; p++) {
-            const float *v = kv_row(vh, kt, (size_t)p * (size_t)kvd, hd, row);
+            const float *v = kv_row(vh, kt, 0, p, kvd, hd, row);
             fw->pv->axpy_f32(out, att[p] * inv, v, hd);
         }
     }
@@ -219,9 +231,13 @@ slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, in
             for (int32_t h = 0; h < hp->n_kv_heads; h++)
                 rope_head(fw->pv, b->k + (size_t)t * KV + (size_t)h * hp->head_dim, cs,
                           hp->rope_dim, hp->rope_style);
-            size_t at = ((size_t)l * (size_t)fw->kv.n_ctx + (size_t)(pos + t)) * (size_t)KV;
-            kv_store(fw->pv, fw->kv.k, fw->kv.type, at, b->k + (size_t)t * KV, KV);
-            kv_store(fw->pv, fw->kv.v, fw->kv.type, at, b->v + (size_t)t * KV, KV);
+            const size_t esz = fw->kv.type == SLM_TYPE_F16 ? 2 : 4;
+            const size_t layer = (size_t)l * (size_t)fw->kv.n_pos_alloc * (size_t)KV * esz;
+            uint16_t *tmp = (uint16_t *)(void *)b->scratch; /* the main thread's, between jobs */
+            kv_store(fw->pv, (uint8_t *)fw->kv.k + layer, fw->kv.type, 1, pos + t,
+                     b->k + (size_t)t * KV, KV, tmp);
+            kv_store(fw->pv, (uint8_t *)fw->kv.v + layer, fw->kv.type, 0, pos + t,
+                     b->v + (size_t)t * KV, KV, tmp);
         }
 
         /* xb2[B][D] = causal softmax(q k^T / sqrt(hd)) v, per head */
@@ -297,7 +313,9 @@ slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provi
     fw->kv.type = kv_type;
     const size_t kv_esz = kv_type == SLM_TYPE_F16 ? sizeof(uint16_t) : sizeof(float);
     size_t B = (size_t)n_batch, threads = (size_t)slm_pool_threads(pool);
-    size_t kv_elems = (size_t)hp->n_layers * (size_t)n_ctx * (size_t)hp->kv_dim;
+    /* whole key tiles: positions rounded up to SLM_KV_TILE */
+    fw->kv.n_pos_alloc = (n_ctx + SLM_KV_TILE - 1) / SLM_KV_TILE * SLM_KV_TILE;
+    size_t kv_elems = (size_t)hp->n_layers * (size_t)fw->kv.n_pos_alloc * (size_t)hp->kv_dim;
 
     /* The cache is only read where it was written: pages from the OS,
      * touched as positions fill, so memory grows with the context used. */

@@ -108,11 +108,15 @@ typedef struct slm_forward_buf {
     size_t scratch_per_thread;
 } slm_forward_buf;
 
-/* KV cache: [layer][n_ctx][kv_dim] keys and values, each element f32 or
- * f16 (SLM_TYPE_F32 / SLM_TYPE_F16; f16 rounds to nearest even on the way
- * in, half the memory and half the bytes attention reads). */
+/* KV cache, per layer n_pos_alloc (n_ctx rounded up to SLM_KV_TILE)
+ * positions of kv_dim elements: values [pos][kv_dim], keys in tiles of
+ * SLM_KV_TILE positions, [pos / 16][kv_dim][pos % 16] (kernels.h,
+ * slm_kv_tile_at). Elements f32 or f16 (SLM_TYPE_F32 / SLM_TYPE_F16; f16
+ * rounds to nearest even on the way in, half the memory and half the bytes
+ * attention reads). */
 typedef struct slm_kv_cache {
     int32_t n_ctx;
+    int32_t n_pos_alloc;
     uint32_t type;
     size_t bytes; /* of k, and of v (slm_pages_alloc) */
     void *k;

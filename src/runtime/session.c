@@ -188,10 +188,7 @@ int32_t slm_session_n_ctx(const slm_session *s) {
     return s ? s->n_ctx : 0;
 }
 uint64_t slm_session_kv_bytes(const slm_session *s) {
-    if (!s) return 0;
-    const slm_hparams *hp = &s->model->hp;
-    const uint64_t esz = s->fw.kv.type == SLM_TYPE_F16 ? 2 : 4;
-    return 2 * (uint64_t)hp->n_layers * (uint64_t)s->fw.kv.n_ctx * (uint64_t)hp->kv_dim * esz;
+    return s ? 2 * (uint64_t)s->fw.kv.bytes : 0;
 }
 
 /* Evaluates tokens[from..to) of the session's token list at their positions,

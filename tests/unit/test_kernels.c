@@ -603,9 +603,15 @@ static void test_forward_ops(const slm_provider *pv) {
                 for (size_t b = 0; b < sizeof poss / sizeof poss[0]; b++) {
                     const int32_t hd = hds[a], np = poss[b];
                     const int64_t stride = hd * 2 + 3;
+                    /* keys tiled as the cache holds them (kernels.h), the
+                     * last tile's unused positions filled with garbage that
+                     * must not matter; values by position */
+                    const int64_t ntile = (np + SLM_KV_TILE - 1) / SLM_KV_TILE * SLM_KV_TILE;
                     float *q = malloc((size_t)hd * sizeof *q);
                     float *kv = malloc((size_t)(2 * np * stride) * sizeof *kv);
                     uint16_t *kvh = malloc((size_t)(2 * np * stride) * sizeof *kvh);
+                    float *kt32 = malloc((size_t)(ntile * stride) * sizeof *kt32);
+                    uint16_t *kt16 = malloc((size_t)(ntile * stride) * sizeof *kt16);
                     float *att = malloc((size_t)(np + 1) * sizeof *att);
                     float *out = malloc((size_t)(hd + 1) * sizeof *out);
                     double *e = malloc((size_t)np * sizeof *e);
@@ -616,7 +622,16 @@ static void test_forward_ops(const slm_provider *pv) {
                         if (kt) kv[i] = slm_fp16_to_f32(kvh[i]);
                     }
                     const float *k = kv, *v = kv + np * stride;
-                    const void *kk = kt ? (const void *)kvh : (const void *)kv;
+                    for (int64_t i = 0; i < ntile * stride; i++) {
+                        kt32[i] = i % 3 ? NAN : 1e30f;
+                        kt16[i] = i % 3 ? 0x7e00 : 0x7c00; /* NaN, inf */
+                    }
+                    for (int32_t p = 0; p < np; p++)
+                        for (int32_t d = 0; d < hd; d++) {
+                            kt32[slm_kv_tile_at(p, d, stride)] = k[p * stride + d];
+                            kt16[slm_kv_tile_at(p, d, stride)] = kvh[p * stride + d];
+                        }
+                    const void *kk = kt ? (const void *)kt16 : (const void *)kt32;
                     const void *vv = kt ? (const void *)(kvh + np * stride) : (const void *)v;
                     float scale = 1.0f / sqrtf((float)hd);
                     out[hd] = 42.0f;
@@ -670,6 +685,8 @@ static void test_forward_ops(const slm_provider *pv) {
                     free(q);
                     free(kv);
                     free(kvh);
+                    free(kt32);
+                    free(kt16);
                     free(att);
                     free(out);
                     free(e);
