@@ -1890,10 +1890,6 @@ static void avx512_softmax_scores(float *att, int32_t n_pos) {
     }
 }
 
-/* Positions per block of the weighted sum of V rows: 64 rows of up to 64
- * columns (16 KiB) stay in L1 while every head of the group reads them. */
-#define ATTEND_V_BLOCK 64
-
 /* 16 elements (masked) of a K/V cache row from element i, as f32. */
 static inline __m512 ld_kv_m(const void *p, size_t i, __mmask16 m, int f16) {
     return f16 ? ld_f16_m((const uint16_t *)p + i, m) : ld_f32_m((const float *)p + i, m);
@@ -1932,12 +1928,44 @@ static inline __attribute__((always_inline)) void score_tile(const float *q, con
                                             vscale));
 }
 
+/* The weighted sum of value rows for NG heads (att: the first's weights,
+ * n_pos apart; out: its output, hd apart) over up to 64 columns (cols; a
+ * FULL pass: all 64, unmasked loads): each row's columns loaded and
+ * widened once, then one FMA per head and 16 columns, positions in order.
+ * A head's operations are the same for any NG. */
+static inline __attribute__((always_inline)) void value_pass(const float *att, const int NG,
+                                                             const void *v, int f16, const int FULL,
+                                                             int64_t kv_stride, int32_t n_pos,
+                                                             int32_t cols, float *out, int32_t hd) {
+    __mmask16 vm[4];
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) vm[c] = FULL ? (__mmask16)0xffff
+                                                                : 16 * c < cols
+                                                                    ? tail_mask(cols - 16 * c)
+                                                                    : 0;
+    __m512 acc[4][4];
+    _Pragma("GCC unroll 4") for (int h = 0; h < NG; h++)
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[h][c] = _mm512_setzero_ps();
+    for (int32_t p = 0; p < n_pos; p++) {
+        const size_t vp = (size_t)p * (size_t)kv_stride;
+        __m512 vv[4];
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) vv[c] =
+            FULL ? ld_kv(v, vp + 16 * (size_t)c, f16) : ld_kv_m(v, vp + 16 * (size_t)c, vm[c], f16);
+        _Pragma("GCC unroll 4") for (int h = 0; h < NG; h++) {
+            const __m512 a = _mm512_set1_ps(att[(size_t)h * (size_t)n_pos + (size_t)p]);
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[h][c] =
+                _mm512_fmadd_ps(a, vv[c], acc[h][c]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int h = 0; h < NG; h++)
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
+            _mm512_mask_storeu_ps(out + (size_t)h * (size_t)hd + 16 * c, vm[c], acc[h][c]);
+}
+
 /* The heads of one K/V group (kernels.h), for an f32 or (f16 = 1) an f16
- * cache. Each key tile and value row is read from memory once for the
- * group: scores a tile at a time, up to four heads per pass over it, and
- * the weighted sum in blocks of positions, every head's accumulators kept
- * in `out` between blocks. Per head the operations and their order are
- * those of one head alone. */
+ * cache. Each key tile and value row is read from memory once for up to
+ * four heads: scores a tile at a time, then the weighted sum of the value
+ * rows. Per head the operations and their order are those of one head
+ * alone. */
 static inline __attribute__((always_inline)) void
 attend_group(const float *q, int32_t n_q, const void *k, const void *v, int f16, int64_t kv_stride,
              int32_t n_pos, int32_t hd, float scale, float *att, float *out) {
@@ -1966,29 +1994,40 @@ attend_group(const float *q, int32_t n_q, const void *k, const void *v, int f16,
         }
     }
     for (int32_t g = 0; g < n_q; g++) avx512_softmax_scores(att + (size_t)g * (size_t)n_pos, n_pos);
-    /* out_g = sum_p att_g[p] v_p, 64 columns per pass over the positions */
+    /* out_g = sum_p att_g[p] v_p: 64 columns and up to four heads per
+     * pass over the value rows */
     for (int32_t c0 = 0; c0 < hd; c0 += 64) {
-        __mmask16 vm[4];
-        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) vm[c] =
-            c0 + 16 * c < hd ? tail_mask(hd - c0 - 16 * c) : 0;
-        for (int32_t p0 = 0; p0 < n_pos; p0 += ATTEND_V_BLOCK) {
-            const int32_t p1 = n_pos - p0 < ATTEND_V_BLOCK ? n_pos : p0 + ATTEND_V_BLOCK;
-            for (int32_t g = 0; g < n_q; g++) {
-                float *og = out + (size_t)g * (size_t)hd + c0;
-                const float *ag = att + (size_t)g * (size_t)n_pos;
-                __m512 acc[4];
-                _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[c] =
-                    p0 ? _mm512_maskz_loadu_ps(vm[c], og + 16 * c) : _mm512_setzero_ps();
-                /* unrolled, or GCC keeps the accumulators in memory: a store
-                 * and a reload around every FMA */
-                for (int32_t p = p0; p < p1; p++) {
-                    const size_t vp = (size_t)p * (size_t)kv_stride + (size_t)c0;
-                    __m512 a = _mm512_set1_ps(ag[p]);
-                    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[c] =
-                        _mm512_fmadd_ps(a, ld_kv_m(v, vp + 16 * (size_t)c, vm[c], f16), acc[c]);
-                }
-                _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
-                    _mm512_mask_storeu_ps(og + 16 * c, vm[c], acc[c]);
+        for (int32_t g = 0; g < n_q; g += 4) {
+            const float *ag = att + (size_t)g * (size_t)n_pos;
+            float *og = out + (size_t)g * (size_t)hd + c0;
+            const void *vc = f16 ? (const void *)((const uint16_t *)v + c0)
+                                 : (const void *)((const float *)v + c0);
+            const int full = hd - c0 >= 64;
+            switch ((n_q - g < 4 ? n_q - g : 4) + 4 * full) {
+            case 1:
+                value_pass(ag, 1, vc, f16, 0, kv_stride, n_pos, hd - c0, og, hd);
+                break;
+            case 2:
+                value_pass(ag, 2, vc, f16, 0, kv_stride, n_pos, hd - c0, og, hd);
+                break;
+            case 3:
+                value_pass(ag, 3, vc, f16, 0, kv_stride, n_pos, hd - c0, og, hd);
+                break;
+            case 4:
+                value_pass(ag, 4, vc, f16, 0, kv_stride, n_pos, hd - c0, og, hd);
+                break;
+            case 5:
+                value_pass(ag, 1, vc, f16, 1, kv_stride, n_pos, 64, og, hd);
+                break;
+            case 6:
+                value_pass(ag, 2, vc, f16, 1, kv_stride, n_pos, 64, og, hd);
+                break;
+            case 7:
+                value_pass(ag, 3, vc, f16, 1, kv_stride, n_pos, 64, og, hd);
+                break;
+            default:
+                value_pass(ag, 4, vc, f16, 1, kv_stride, n_pos, 64, og, hd);
+                break;
             }
         }
     }
