@@ -2003,32 +2003,22 @@ attend_group(const float *q, int32_t n_q, const void *k, const void *v, int f16,
             const void *vc = f16 ? (const void *)((const uint16_t *)v + c0)
                                  : (const void *)((const float *)v + c0);
             const int full = hd - c0 >= 64;
+            /* NG and FULL compile-time constants in each case */
+#define SLM_VALUE_CASE(K, NG, FULL)                                                                \
+    case K:                                                                                        \
+        value_pass(ag, NG, vc, f16, FULL, kv_stride, n_pos, FULL ? 64 : hd - c0, og, hd);          \
+        break;
             switch ((n_q - g < 4 ? n_q - g : 4) + 4 * full) {
-            case 1:
-                value_pass(ag, 1, vc, f16, 0, kv_stride, n_pos, hd - c0, og, hd);
-                break;
-            case 2:
-                value_pass(ag, 2, vc, f16, 0, kv_stride, n_pos, hd - c0, og, hd);
-                break;
-            case 3:
-                value_pass(ag, 3, vc, f16, 0, kv_stride, n_pos, hd - c0, og, hd);
-                break;
-            case 4:
-                value_pass(ag, 4, vc, f16, 0, kv_stride, n_pos, hd - c0, og, hd);
-                break;
-            case 5:
-                value_pass(ag, 1, vc, f16, 1, kv_stride, n_pos, 64, og, hd);
-                break;
-            case 6:
-                value_pass(ag, 2, vc, f16, 1, kv_stride, n_pos, 64, og, hd);
-                break;
-            case 7:
-                value_pass(ag, 3, vc, f16, 1, kv_stride, n_pos, 64, og, hd);
-                break;
-            default:
-                value_pass(ag, 4, vc, f16, 1, kv_stride, n_pos, 64, og, hd);
-                break;
+                SLM_VALUE_CASE(1, 1, 0)
+                SLM_VALUE_CASE(2, 2, 0)
+                SLM_VALUE_CASE(3, 3, 0)
+                SLM_VALUE_CASE(4, 4, 0)
+                SLM_VALUE_CASE(5, 1, 1)
+                SLM_VALUE_CASE(6, 2, 1)
+                SLM_VALUE_CASE(7, 3, 1)
+                SLM_VALUE_CASE(8, 4, 1)
             }
+#undef SLM_VALUE_CASE
         }
     }
 }
