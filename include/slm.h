@@ -177,6 +177,8 @@ int32_t slm_session_n_ctx(const slm_session *s);
 /* Bytes of the session's K and V caches (n_ctx positions; config "kv_cache"
  * sets their element type). Pages are touched only as positions fill. */
 uint64_t slm_session_kv_bytes(const slm_session *s);
+/* The K/V cache's element type as the config names it: "f16" or "f32". */
+const char *slm_session_kv_type(const slm_session *s);
 
 typedef enum slm_finish {
     SLM_FINISH_NONE = 0,

@@ -190,6 +190,9 @@ int32_t slm_session_n_ctx(const slm_session *s) {
 uint64_t slm_session_kv_bytes(const slm_session *s) {
     return s ? 2 * (uint64_t)s->fw.kv.bytes : 0;
 }
+const char *slm_session_kv_type(const slm_session *s) {
+    return !s ? "" : s->fw.kv.type == SLM_TYPE_F16 ? "f16" : "f32";
+}
 
 /* Evaluates tokens[from..to) of the session's token list at their positions,
  * in batches; the last batch's last logits go to s->logits when want_logits. */

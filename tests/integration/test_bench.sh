@@ -75,6 +75,9 @@ for w in copy map; do
   timeout 120 "$SLM" bench -m "$M" -p 8 -n 4 -r 1 -t 1 --json --config "{\"weights\":\"$w\"}" >"$TMPD/w.json" 2>"$TMPD/err"
   check "bench with weights $w" check_json "$TMPD/w.json" 1 8 "assert d['weights'] == '$w', d['weights']"
 done
+# the K/V cache: f16 unless the config asks for f32, at twice the bytes
+timeout 120 "$SLM" bench -m "$M" -p 8 -n 4 -r 1 -t 1 --json --config '{"kv_cache":"f32"}' >"$TMPD/k.json" 2>"$TMPD/err"
+check "bench with kv_cache f32" check_json "$TMPD/k.json" 1 8 "import json; b = json.load(open('$TMPD/b.json')); assert d['kv_cache'] == 'f32' and b['kv_cache'] == 'f16' and d['n_ctx'] == b['n_ctx'] and d['kv_cache_bytes'] == 2 * b['kv_cache_bytes'] > 0, (d, b)"
 # the estimate scales with --watts-per-core
 timeout 120 "$SLM" bench -m "$M" -p 8 -n 4 -r 1 -t 1 --json --watts-per-core 0.001 >"$TMPD/w.json" 2>"$TMPD/err"
 check "--watts-per-core" check_json "$TMPD/w.json" 1 8 "assert d['energy_source'] != 'estimated' or d['watts_per_core'] == 0.001, d"

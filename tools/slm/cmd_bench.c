@@ -590,6 +590,7 @@ typedef struct model_facts {
     int weights_copied;      /* config "weights": copied into memory (1) or mapped (0) */
     uint64_t read_per_token; /* weight bytes one decode step reads */
     uint64_t kv_bytes;       /* K and V caches of the session */
+    char kv_type[8];         /* their element type, "f16" or "f32" */
     char provider[32];
     char weight_type[16];
     char name[128];
@@ -749,6 +750,7 @@ static int bench_once(const bench_opts *o, const slm_config *cfg, const int32_t 
             facts->weights_copied = mi.weights_copied;
             facts->n_ctx = slm_session_n_ctx(s);
             facts->kv_bytes = slm_session_kv_bytes(s);
+            snprintf(facts->kv_type, sizeof facts->kv_type, "%s", slm_session_kv_type(s));
             snprintf(facts->weight_type, sizeof facts->weight_type, "%s",
                      mi.weight_type ? mi.weight_type : "?");
             snprintf(facts->name, sizeof facts->name, "%s", mi.name ? mi.name : "");
@@ -980,6 +982,7 @@ static void print_json(const bench_opts *o, const machine *mc, const model_facts
     json_num(out, "mapped_bytes", (double)f->mapped_bytes, 1);
     json_str(out, "weights", f->weights_copied ? "copy" : "map", 1);
     json_num(out, "kv_cache_bytes", (double)f->kv_bytes, 1);
+    json_str(out, "kv_cache", f->kv_type, 1);
     json_num(out, "n_ctx", (double)f->n_ctx, 1);
     json_num(out, "weight_bytes_per_token", (double)f->read_per_token, 1);
     json_num(out, "achieved_gbs", (double)f->read_per_token * s->decode.med * 1e-9, 1);
@@ -1067,10 +1070,11 @@ static void print_text(const bench_opts *o, const machine *mc, const model_facts
             "p99/p50 %.2f)\n",
             s->p50, s->p95, s->p99, s->pmax, s->n_lat, s->p99 / s->p50);
     fprintf(out,
-            "memory            peak RSS %.1f MiB, %s %.1f MiB, KV cache %.1f MiB "
+            "memory            peak RSS %.1f MiB, %s %.1f MiB, KV cache %.1f MiB %s "
             "(n_ctx %d)\n",
             (double)peak / 1048576.0, f->weights_copied ? "file copied" : "mapped",
-            (double)f->mapped_bytes / 1048576.0, (double)f->kv_bytes / 1048576.0, f->n_ctx);
+            (double)f->mapped_bytes / 1048576.0, (double)f->kv_bytes / 1048576.0, f->kv_type,
+            f->n_ctx);
     double achieved = (double)f->read_per_token * s->decode.med * 1e-9;
     fprintf(out, "weights read      %.1f MiB per token -> %.2f GB/s at the median decode rate\n",
             (double)f->read_per_token / 1048576.0, achieved);
