@@ -925,6 +925,13 @@ int main(void) {
             if (bs == 32)
                 for (int64_t over = 0; over < 8; over++)
                     test_matmul_type(pv, pools, t, (8 + over) * 32);
+            /* and its prefill tiles take pairs two at a time (16 blocks):
+             * whole groups, a group with its second pair absent or ragged */
+            if (bs == 32) {
+                static const int64_t blocks[] = {16, 17, 18, 24, 25, 32, 33, 40, 47};
+                for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++)
+                    test_matmul_type(pv, pools, t, blocks[k] * 32);
+            }
             /* Super-blocks: 1-9, so every tail after whole groups of four
              * (avx512 sums the q4_k/q5_k minimums four super-blocks at a
              * time, and its decode takes them in pairs) is met. */
