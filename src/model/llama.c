@@ -117,9 +117,8 @@ static void attn_task(void *ctx, int64_t i0, int64_t i1, int thread) {
     float *att = fw->buf.att + (size_t)thread * (size_t)group * (size_t)n_ctx;
     const uint32_t kt = fw->kv.type;
     const size_t esz = kt == SLM_TYPE_F16 ? 2 : 4;
-    const size_t layer_bytes = (size_t)fw->kv.n_pos_alloc * (size_t)kvd * esz;
-    const uint8_t *kc = (const uint8_t *)fw->kv.k + (size_t)job->layer * layer_bytes;
-    const uint8_t *vc = (const uint8_t *)fw->kv.v + (size_t)job->layer * layer_bytes;
+    const uint8_t *kc = (const uint8_t *)fw->kv.k + (size_t)job->layer * fw->kv.layer_bytes;
+    const uint8_t *vc = (const uint8_t *)fw->kv.v + (size_t)job->layer * fw->kv.layer_bytes;
 
     /* Items in (K/V head, token, head of its group) order: a thread's run of
      * tokens reads one K/V head's rows, which stay in cache from token to
@@ -231,8 +230,7 @@ slm_status slm_forward_run(slm_forward *fw, const int32_t *tokens, int32_t n, in
             for (int32_t h = 0; h < hp->n_kv_heads; h++)
                 rope_head(fw->pv, b->k + (size_t)t * KV + (size_t)h * hp->head_dim, cs,
                           hp->rope_dim, hp->rope_style);
-            const size_t esz = fw->kv.type == SLM_TYPE_F16 ? 2 : 4;
-            const size_t layer = (size_t)l * (size_t)fw->kv.n_pos_alloc * (size_t)KV * esz;
+            const size_t layer = (size_t)l * fw->kv.layer_bytes;
             uint16_t *tmp = (uint16_t *)(void *)b->scratch; /* the main thread's, between jobs */
             kv_store(fw->pv, (uint8_t *)fw->kv.k + layer, fw->kv.type, 1, pos + t,
                      b->k + (size_t)t * KV, KV, tmp);
@@ -324,6 +322,7 @@ slm_status slm_forward_init(slm_forward *fw, const slm_model *m, const slm_provi
         goto cleanup;
     }
     fw->kv.bytes = kv_elems * kv_esz;
+    fw->kv.layer_bytes = (size_t)fw->kv.n_pos_alloc * (size_t)hp->kv_dim * kv_esz;
     fw->kv.k = slm_pages_alloc(fw->kv.bytes);
     fw->kv.v = slm_pages_alloc(fw->kv.bytes);
     if (!fw->kv.k || !fw->kv.v) {

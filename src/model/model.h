@@ -118,7 +118,8 @@ typedef struct slm_kv_cache {
     int32_t n_ctx;
     int32_t n_pos_alloc;
     uint32_t type;
-    size_t bytes; /* of k, and of v (slm_pages_alloc) */
+    size_t bytes;       /* of k, and of v (slm_pages_alloc) */
+    size_t layer_bytes; /* one layer's part of k (of v): n_pos_alloc * kv_dim elements */
     void *k;
     void *v;
 } slm_kv_cache;
