@@ -3,7 +3,7 @@
  * whose numbers go into docs/PERFORMANCE.md with the command that made them.
  *
  *   slm_kernel_bench [--types q4_0,q8_0,...] [--provider NAME] [--threads N]
- *                    [--cols N] [--mib N]
+ *                    [--cols N] [--mib N] [--tokens N]
  *
  * For each type: one-token matrix-vector products (slm_matmul with one
  * token, the decode path) over a matrix that fits in L2 (256 rows) and one
@@ -12,7 +12,9 @@
  * the per-core issue rate of 512-bit FMA and VNNI vpdpbusd and the latency
  * of a dependent FMA, the instructions the int8 kernels are built from, and
  * the rate of vpdpbusd paired with a multiply, FMA, convert, unpack or add:
- * which of them compete with it for a pipe. */
+ * which of them compete with it for a pipe. With --tokens N (N > 1) it also
+ * times the prefill path: one slm_matmul of N tokens over 1024 rows, in
+ * multiply-adds per ns. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,32 +33,67 @@ double kb_dpbusd_with_per_ns(int other, int64_t iters);
 #endif
 
 static void usage(void) {
-    printf("usage: slm_kernel_bench [--types LIST] [--provider NAME] [--threads N] [--cols N] "
-           "[--mib N]\n"
-           "  --types     comma list of weight types (default q4_0,q8_0,q4_k,q6_k,f16)\n"
-           "  --provider  kernel provider (default: best available)\n"
-           "  --threads   threads for the second run (default 2)\n"
-           "  --cols      row length, a multiple of the types' block size (default 2048)\n"
-           "  --mib       size of the streamed matrix in MiB (default 512)\n");
+    printf(
+        "usage: slm_kernel_bench [--types LIST] [--provider NAME] [--threads N] [--cols N] "
+        "[--mib N]\n"
+        "  --types     comma list of weight types (default q4_0,q8_0,q4_k,q6_k,f16)\n"
+        "  --provider  kernel provider (default: best available)\n"
+        "  --threads   threads for the second run (default 2)\n"
+        "  --cols      row length, a multiple of the types' block size (default 2048)\n"
+        "  --mib       size of the streamed matrix in MiB (default 512)\n"
+        "  --tokens    also time a batched matmul (prefill) of this many tokens (default 0: no)\n");
 }
 
-/* Seconds per slm_matmul of one token over W, best of `reps` after one
+/* Seconds per slm_matmul of n_tok tokens over W, best of `reps` after one
  * untimed call. */
-static double time_matvec(const slm_provider *pv, slm_pool *pool, const slm_matrix *W,
-                          const float *x, float *y, float *scratch, int reps) {
-    slm_matmul(pv, pool, W, x, 1, W->n_cols, y, W->n_rows, scratch);
+static double time_matmul(const slm_provider *pv, slm_pool *pool, const slm_matrix *W,
+                          const float *x, int64_t n_tok, float *y, float *scratch, int reps) {
+    slm_matmul(pv, pool, W, x, n_tok, W->n_cols, y, W->n_rows, scratch);
     double best = 1e30;
     for (int k = 0; k < reps; k++) {
         double t = kb_now();
-        slm_matmul(pv, pool, W, x, 1, W->n_cols, y, W->n_rows, scratch);
+        slm_matmul(pv, pool, W, x, n_tok, W->n_cols, y, W->n_rows, scratch);
         t = kb_now() - t;
         if (t < best) best = t;
     }
     return best;
 }
 
+/* The prefill path: n_tok tokens over 1024 copies of `row`, on each pool. */
+static int bench_prefill(const slm_provider *pv, slm_pool *pools[2], uint32_t type, int64_t n,
+                         const uint8_t *row, size_t rb, int64_t n_tok, float *scratch) {
+    enum { ROWS = 1024 };
+    uint8_t *data = malloc(rb * ROWS);
+    float *X = malloc((size_t)(n_tok * n) * sizeof *X), *Y = malloc((size_t)(n_tok * ROWS) * 4);
+    if (!data || !X || !Y) {
+        fprintf(stderr, "slm_kernel_bench: out of memory\n");
+        free(data);
+        free(X);
+        free(Y);
+        return 1;
+    }
+    for (int r = 0; r < ROWS; r++) memcpy(data + (size_t)r * rb, row, rb);
+    uint32_t s = 777;
+    for (int64_t i = 0; i < n_tok * n; i++) {
+        s = s * 1664525u + 1013904223u;
+        X[i] = (float)(s >> 8) / 16777216.0f - 0.5f;
+    }
+    slm_matrix W = {.type = type, .n_cols = n, .n_rows = ROWS, .row_bytes = rb, .data = data};
+    for (int p = 0; p < 2; p++) {
+        double t = time_matmul(pv, pools[p], &W, X, n_tok, Y, scratch, 5);
+        double macs = (double)ROWS * (double)n * (double)n_tok;
+        printf("%-6s prefill  %4lld tokens %4d rows  %d thread%s  %7.1f multiply-adds/ns\n",
+               slm_type_name(type), (long long)n_tok, ROWS, slm_pool_threads(pools[p]),
+               slm_pool_threads(pools[p]) > 1 ? "s" : " ", macs / t / 1e9);
+    }
+    free(data);
+    free(X);
+    free(Y);
+    return 0;
+}
+
 static int bench_type(const slm_provider *pv, slm_pool *pools[2], uint32_t type, int64_t n,
-                      size_t mib) {
+                      size_t mib, int64_t n_tok) {
     uint64_t rb64;
     if (slm_row_bytes(type, (uint64_t)n, &rb64) != SLM_OK) {
         fprintf(stderr, "slm_kernel_bench: %s rows of %lld columns are not possible\n",
@@ -99,7 +136,7 @@ static int bench_type(const slm_provider *pv, slm_pool *pools[2], uint32_t type,
         slm_matrix W = {
             .type = type, .n_cols = n, .n_rows = rows[k], .row_bytes = rb, .data = data};
         for (int p = 0; p < 2; p++) {
-            double t = time_matvec(pv, pools[p], &W, x, y, scratch, k == 0 ? 200 : 5);
+            double t = time_matmul(pv, pools[p], &W, x, 1, y, scratch, k == 0 ? 200 : 5);
             double bytes = (double)rb * (double)rows[k];
             printf("%-6s %-8s %6.1f MiB  %d thread%s  %6.1f GB/s  %6.2f ns per 64 weights\n",
                    slm_type_name(type), k == 0 ? "in L2" : "streamed", bytes / 1048576.0,
@@ -109,6 +146,7 @@ static int bench_type(const slm_provider *pv, slm_pool *pools[2], uint32_t type,
         free(data);
         free(y);
     }
+    if (n_tok > 1 && bench_prefill(pv, pools, type, n, row, rb, n_tok, scratch)) return 1;
     free(w);
     free(x);
     free(row);
@@ -121,6 +159,7 @@ int main(int argc, char **argv) {
     int threads = 2;
     int64_t n = 2048;
     size_t mib = 512;
+    int64_t n_tok = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -141,16 +180,19 @@ int main(int argc, char **argv) {
             n = atoll(v);
         else if (!strcmp(a, "--mib"))
             mib = (size_t)atoll(v);
+        else if (!strcmp(a, "--tokens"))
+            n_tok = atoll(v);
         else {
             fprintf(stderr, "slm_kernel_bench: unknown option: %s\n", a);
             return 2;
         }
         i++;
     }
-    if (threads < 1 || threads > SLM_MAX_THREADS || n < 32 || n % 32 != 0 || mib < 1) {
+    if (threads < 1 || threads > SLM_MAX_THREADS || n < 32 || n % 32 != 0 || mib < 1 || n_tok < 0 ||
+        n_tok > 4096) {
         fprintf(stderr,
                 "slm_kernel_bench: need --threads 1..%d, --cols a multiple of 32 (of 256 for "
-                "k-quants), --mib >= 1\n",
+                "k-quants), --mib >= 1, --tokens 0..4096\n",
                 SLM_MAX_THREADS);
         return 2;
     }
@@ -187,7 +229,7 @@ int main(int argc, char **argv) {
             rc = 2;
             break;
         }
-        rc = bench_type(pv, pools, (uint32_t)type, n, mib);
+        rc = bench_type(pv, pools, (uint32_t)type, n, mib, n_tok);
     }
     free(list);
     slm_pool_free(pools[0]);
