@@ -784,31 +784,25 @@ static void matmul_rows_x8(const slm_matrix *W, int64_t r0, int64_t r1, const fl
  * elements 4i..4i+3 and 16+4i..16+4i+3 of one block (4 lanes per block) and
  * its exact integer sum is two chained vpdpbusd.
  *
- * Quads go in pairs (256 elements), and the prefill tiles take tokens in
- * pairs too: the four 16-lane sums of (token t, quad p) for t, p in {0, 1}
- * are transposed (quad_transpose: unpacks and adds) so that lane 4j + 2t + p
- * holds the exact sum of block j of quad p for token t, and the float step
- * (convert, scale d_w * d_x, FMA) runs once per (row, token pair, quad
- * pair): per (row, token) and 256 elements 4 vpdpbusd, half a multiply and
- * half an FMA, instead of 4 and 2 and 2. vpdpbusd, the multiply and the
- * FMA share one pipe here, and that pipe bounds the tiles. Per lane:
+ * Decode goes through quads in pairs (256 elements) and has one token: it
+ * takes the unsigned codes u = w + offset (q4_0's stored nibbles, offset 8;
+ * q8_0's codes with the sign bit flipped, offset 128) straight from the row,
+ * with the offset folded into the token side (as dot_x8_row does), and the
+ * 16-lane sums of the pair's quads p = 0, 1 are transposed (unpacks, a
+ * shuffle and adds) so that lanes 4j + p and 4j + 2 + p hold the exact sum of
+ * block j of quad p; the float step (convert, scale d_w * d_x, FMA) runs
+ * once per pair. Per lane:
  *    acc = fma(float(block sum), d_w * d_x, acc)
- * quad pairs in order, then quad_finish: the two quads' lanes of a block,
- * then the blocks in order. Scales are laid out the same way (d_w and d_x
- * of block j of quad p in lanes 4j + p and 4j + 2 + p).
- * Decode has one token: it takes the unsigned codes u = w + offset (q4_0's
- * stored nibbles, offset 8; q8_0's codes with the sign bit flipped, offset
- * 128) straight from the row, with the offset folded into the token side (as
- * dot_x8_row does), and fills lanes 4j + p (and 4j + 2 + p with the same)
- * with a shorter transpose; prefill packs rows as signed w into L1 and
- * tokens as unsigned c + 128. Both compute the same integers and the same
- * float operations in each lane, so a token gets the same bits either way.
- * A row whose block count is not a multiple of 8 ends in a pair with zero
- * codes and scales past its end (the token side has zero codes and d_x
- * there). */
-#define QUAD_XP (2 * 128 + 64)  /* token, prefill, per quad pair: A, B codes + 128 each; d_x */
+ * quad pairs in order, then quad_finish: the blocks (j0 + j2) + (j1 + j3),
+ * then the two quads. Scales are laid out the same way (d_w and d_x of block
+ * j of quad p in lanes 4j + p and 4j + 2 + p). A row whose block count is
+ * not a multiple of 8 ends in a pair with zero codes and scales past its
+ * end (the token side has zero codes and d_x there). Prefill (below, "four
+ * tokens per transpose") computes the same integers and the same float
+ * operations for each token and block in the same order, so a token gets
+ * the same bits alone and in a batch. */
+#define QUAD_XP (2 * 128 + 64)  /* token, quantized, per quad pair: A, B codes + 128 each; d_x */
 #define QUAD_AUX (2 * 192 + 64) /* token, decode, per quad pair: A, B codes, init each; d_x */
-#define QUAD_WP (2 * 128 + 128) /* row, prefill, per quad pair: a, b codes w each; init; d_w */
 
 static int quad_type(uint32_t type) {
     return (type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q5_0 || type == SLM_TYPE_Q8_0) && has_vnni();
@@ -1060,114 +1054,238 @@ SLM_QUAD_MATVEC(quad_matvec_q5_0, SLM_TYPE_Q5_0)
 SLM_QUAD_MATVEC(quad_matvec_q8_0, SLM_TYPE_Q8_0)
 #undef SLM_QUAD_MATVEC
 
-/* A row's pairs for the prefill tiles (QUAD_WP bytes each): per quad the
- * signed codes w (A, B), then the pair's init, -128 * (the sum of block j
- * of quad p's codes) in lanes 4j + p and 4j + 2 + p, and its d_w as floats
- * laid out the same way (a quad past the row's end all zero). */
-static inline __attribute__((always_inline)) void quad_pack(uint32_t type, const uint8_t *row,
-                                                            int64_t n, uint8_t *out) {
-    const int64_t nb = n / 32, nq = (nb + 3) / 4, np = quad_pairs(n);
+/* Prefill: four tokens per transpose. Rows are packed per quad (Q4_WQ bytes:
+ * the signed codes w as registers A and B, then -128 * (each lane's sum of
+ * its 8 codes), then d_w of block j in lanes 4j..4j + 3 as floats), tokens
+ * per group of four per quad (Q4_XQ bytes: the codes c + 128 of A for tokens
+ * 0-3, then of B, then d_x of block j of token t in lane 4j + t). Per (row,
+ * quad) each token's 16-lane sum is two chained vpdpbusd starting at the
+ * row's correction; quad_transpose puts block j's exact sum of w * c for
+ * token t in lane 4j + t, and one convert, multiply and FMA serve the four
+ * tokens. The tokens' codes stay in registers for the tile's rows and each
+ * row's codes are loaded once per quad: the earlier tile (two tokens and two
+ * quads per transpose) read each row vector from L1 again per token pair,
+ * about 100 loads per 64 vpdpbusd against about 70 here, and was 15% slower
+ * (docs/PERFORMANCE.md, session 13). Even quads go to one accumulator and odd
+ * ones to another, as decode's lanes p = 0 and 1, and q4_finish adds the
+ * blocks (j0 + j2) + (j1 + j3) in each, then the two, as quad_finish does:
+ * the same float steps in the same order per token and block. The padding
+ * differs only where it adds nothing: a group of fewer than four tokens is
+ * padded with zero codes and scales, a row's last quad with zero codes,
+ * corrections and scales, and a row of an odd number of quads skips the
+ * zero quad that decode adds (an FMA of zero, which leaves the accumulator
+ * as it is: it is never -0). */
+#define Q4_WQ (4 * 64)      /* row, prefill, per quad: A, B signed codes; correction; d_w */
+#define Q4_XQ (8 * 64 + 64) /* four tokens, per quad: A x 4, B x 4 codes + 128; d_x */
+
+/* A row's quads (Q4_WQ bytes each, zero past its end). */
+static inline __attribute__((always_inline)) void q4_pack(uint32_t type, const uint8_t *row,
+                                                          int64_t n, uint8_t *out) {
+    const int64_t nb = n / 32, nq = (nb + 3) / 4;
     const __m512i off = _mm512_set1_epi8((char)quad_off(type)), hbit = _mm512_set1_epi8((char)0x80);
-    for (int64_t g = 0; g < np; g++, out += QUAD_WP) {
-        __m512i s = _mm512_setzero_si512(), ws[2];
-        for (int p = 0; p < 2; p++) {
-            const int64_t q = 2 * g + p;
-            __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
-            ws[p] = _mm512_setzero_si512();
-            if (q < nq) {
-                const int have = nb - 4 * q >= 4 ? 4 : (int)(nb - 4 * q);
-                const uint8_t *raw = row + (size_t)q * quad_raw(type);
-                quad_load(type, raw, have, p, &a, &b, &s);
-                a = _mm512_sub_epi8(a, off);
-                b = _mm512_sub_epi8(b, off);
-                ws[p] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hbit, a),
-                                            hbit, b);
+    for (int64_t q = 0; q < nq; q++, out += Q4_WQ) {
+        __m512i a, b, s = _mm512_setzero_si512();
+        const int have = nb - 4 * q >= 4 ? 4 : (int)(nb - 4 * q);
+        quad_load(type, row + (size_t)q * quad_raw(type), have, 0, &a, &b, &s);
+        /* codes w; zero for blocks past the row's end */
+        const __mmask64 in = have >= 4 ? ~(__mmask64)0 : ((__mmask64)1 << (16 * have)) - 1;
+        a = _mm512_maskz_sub_epi8(in, a, off);
+        b = _mm512_maskz_sub_epi8(in, b, off);
+        /* quad_load leaves block j's d in words 4j and 4j + 2 */
+        static const int32_t lanes[16] = {0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12};
+        const __m512 d = _mm512_permutexvar_ps(_mm512_loadu_si512(lanes),
+                                               _mm512_cvtph_ps(_mm512_castsi512_si256(s)));
+        /* -128 * (each lane's sum of its 8 codes): the tokens' + 128 taken out */
+        const __m512i ws =
+            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hbit, a), hbit, b);
+        _mm512_storeu_si512(out, a);
+        _mm512_storeu_si512(out + 64, b);
+        _mm512_storeu_si512(out + 128, _mm512_sub_epi32(_mm512_setzero_si512(), ws));
+        _mm512_storeu_ps((float *)(void *)(out + 192), d);
+    }
+}
+static void q4_pack_q4_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    q4_pack(SLM_TYPE_Q4_0, row, n, out);
+}
+static void q4_pack_q5_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    q4_pack(SLM_TYPE_Q5_0, row, n, out);
+}
+static void q4_pack_q8_0(const uint8_t *row, int64_t n, uint8_t *out) {
+    q4_pack(SLM_TYPE_Q8_0, row, n, out);
+}
+
+/* Tokens x[0..nt) (nt <= 4, rows x_stride apart) into the row's quads of
+ * Q4_XQ bytes; tokens past nt and blocks past the row's end have
+ * zero codes (128) and scales. */
+static void q4_quantize(const float *x, int64_t x_stride, int nt, int64_t n, uint8_t *out) {
+    const int64_t nb = n / 32, nq = (nb + 3) / 4;
+    for (int64_t q = 0; q < nq; q++, out += Q4_XQ) {
+        float *dx = (float *)(void *)(out + 512);
+        for (int t = 0; t < 4; t++)
+            for (int j = 0; j < 4; j++) {
+                const int64_t blk = 4 * q + j;
+                uint8_t *a = out + 64 * t + 16 * j, *b = a + 256;
+                float db = 0.0f;
+                if (t < nt && blk < nb) {
+                    int32_t sum;
+                    db = x8_block(x + t * x_stride + 32 * blk, a, b, &sum);
+                } else {
+                    memset(a, 0x80, 16);
+                    memset(b, 0x80, 16);
+                }
+                dx[4 * j + t] = db;
             }
-            _mm512_storeu_si512(out + 128 * p, a);
-            _mm512_storeu_si512(out + 128 * p + 64, b);
-        }
-        _mm512_storeu_si512(
-            out + 256, _mm512_sub_epi32(_mm512_setzero_si512(), quad_transpose2(ws[0], ws[1])));
-        _mm512_storeu_ps((float *)(void *)(out + 320), _mm512_cvtph_ps(_mm512_castsi512_si256(s)));
     }
 }
-static void quad_pack_q4_0(const uint8_t *row, int64_t n, uint8_t *out) {
-    quad_pack(SLM_TYPE_Q4_0, row, n, out);
-}
-static void quad_pack_q5_0(const uint8_t *row, int64_t n, uint8_t *out) {
-    quad_pack(SLM_TYPE_Q5_0, row, n, out);
-}
-static void quad_pack_q8_0(const uint8_t *row, int64_t n, uint8_t *out) {
-    quad_pack(SLM_TYPE_Q8_0, row, n, out);
+
+/* Lane t of the result: token t's sum, (j0 + j2) + (j1 + j3) in each
+ * accumulator, then even + odd (quad_finish's order). */
+static inline __m128 q4_finish(__m512 even, __m512 odd) {
+    __m128 r[2];
+    const __m512 acc[2] = {even, odd};
+    for (int p = 0; p < 2; p++) {
+        const __m256 h =
+            _mm256_add_ps(_mm512_castps512_ps256(acc[p]),
+                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1)));
+        r[p] = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    }
+    return _mm_add_ps(r[0], r[1]);
 }
 
-/* out[r * T + t] = row r . token t over np quad pairs (see tile_x8). Per
- * pair of tokens and of quads, the rows' codes are loaded once and each row
- * takes 8 vpdpbusd, a transpose, its init, and one convert, multiply and
- * FMA. A last pair with one quad (TWO 0) skips the second. */
+/* One row's four 16-lane sums for a quad: each chain starts at the row's
+ * correction and adds the token's codes c + 128 times the row's codes w. */
+static inline __attribute__((always_inline)) void q4_sums(const uint8_t *w, const __m512i xa[4],
+                                                          const __m512i xb[4], __m512i i[4]) {
+    __m512i wa = _mm512_loadu_si512(w), wb = _mm512_loadu_si512(w + 64);
+    __asm__("" : "+v"(wa), "+v"(wb)); /* loaded once, not once per token */
+    _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) i[t] =
+        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_loadu_si512(w + 128), xa[t], wa), xb[t], wb);
+}
+
+/* Quad q (its parity p) of R rows and four tokens into acc[r][p]. Row r +
+ * 1's sums are started before row r's transpose, so that one row's
+ * transpose and float step overlap the next row's vpdpbusd. */
+static inline __attribute__((always_inline)) void q4_quad(const uint8_t *wp, size_t w_row,
+                                                          const uint8_t *xp, int64_t q, int p,
+                                                          __m512 acc[X8_ROWS][2], const int R) {
+    const uint8_t *x = xp + (size_t)q * Q4_XQ;
+    __m512i xa[4], xb[4];
+    _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {
+        xa[t] = _mm512_loadu_si512(x + 64 * t);
+        xb[t] = _mm512_loadu_si512(x + 256 + 64 * t);
+        /* in registers for every row: GCC would otherwise read them again
+         * for each vpdpbusd */
+        __asm__("" : "+v"(xa[t]), "+v"(xb[t]));
+    }
+    const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(x + 512));
+    __m512i cur[4], nxt[4];
+    q4_sums(wp + (size_t)q * Q4_WQ, xa, xb, cur);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const uint8_t *w = wp + (size_t)r * w_row + (size_t)q * Q4_WQ;
+        if (r + 1 < R) q4_sums(w + w_row, xa, xb, nxt);
+        const __m512 d = _mm512_loadu_ps((const float *)(const void *)(w + 192));
+        acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(quad_transpose(cur)), _mm512_mul_ps(d, dx),
+                                    acc[r][p]);
+        if (r + 1 < R) {
+            _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) cur[t] = nxt[t];
+        }
+    }
+}
+
+/* R rows . four tokens over quads [0, nq) of wp and xp, whose quad 0 is
+ * even, continuing the accumulators in accb ([row][even, odd][16 lanes])
+ * and leaving them there. */
 static inline __attribute__((always_inline)) void
-tile_quad_pair(const uint8_t *wg, size_t w_row, const uint8_t *xg, size_t x_tok,
-               __m512 acc[X8_ROWS][2], const int R, const int T, const int TWO) {
-    _Pragma("GCC unroll 2") for (int tp = 0; tp < (T + 1) / 2; tp++) {
-        const int nt = T - 2 * tp < 2 ? T - 2 * tp : 2;
-        const uint8_t *xt = xg + (size_t)(2 * tp) * x_tok;
-        __m512i xa[2][2], xb[2][2]; /* [token][quad] */
-        _Pragma("GCC unroll 2") for (int t = 0; t < nt; t++)
-            _Pragma("GCC unroll 2") for (int p = 0; p < 1 + TWO; p++) {
-            xa[t][p] = _mm512_loadu_si512(xt + (size_t)t * x_tok + 128 * p);
-            xb[t][p] = _mm512_loadu_si512(xt + (size_t)t * x_tok + 128 * p + 64);
-        }
-        __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xt + 256));
-        if (nt == 2)
-            dx = _mm512_mask_loadu_ps(dx, 0xcccc, (const float *)(const void *)(xt + x_tok + 256));
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const uint8_t *wq = wg + (size_t)r * w_row;
-            __m512i i[4];
-            _Pragma("GCC unroll 2") for (int t = 0; t < 2; t++)
-                _Pragma("GCC unroll 2") for (int p = 0; p < 2; p++) i[2 * t + p] =
-                    t < nt && p <= TWO
-                        ? _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xa[t][p],
-                                                                  _mm512_loadu_si512(wq + 128 * p)),
-                                              xb[t][p], _mm512_loadu_si512(wq + 128 * p + 64))
-                        : _mm512_setzero_si512();
-            const __m512i tot = _mm512_add_epi32(quad_transpose(i), _mm512_loadu_si512(wq + 256));
-            const __m512 d = _mm512_loadu_ps((const float *)(const void *)(wq + 320));
-            acc[r][tp] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(d, dx), acc[r][tp]);
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void tile_quad(const uint8_t *wp, size_t w_row,
-                                                            const uint8_t *xp, size_t x_tok,
-                                                            int64_t nq, float *out, const int R,
-                                                            const int T, const int unused) {
-    (void)unused;
+q4_tile(const uint8_t *wp, size_t w_row, const uint8_t *xp, int64_t nq, float *accb, const int R) {
     __m512 acc[X8_ROWS][2];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 2") for (int tp = 0; tp < (T + 1) / 2; tp++) acc[r][tp] =
-            _mm512_setzero_ps();
-    const int64_t full = nq / 2;
-    for (int64_t g = 0; g < full; g++, wp += QUAD_WP, xp += QUAD_XP)
-        tile_quad_pair(wp, w_row, xp, x_tok, acc, R, T, 1);
-    if (nq % 2) tile_quad_pair(wp, w_row, xp, x_tok, acc, R, T, 0);
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 2") for (int tp = 0; tp < (T + 1) / 2; tp++) {
-        float sums[4];
-        _mm_storeu_ps(sums, quad_finish(acc[r][tp]));
-        out[r * T + 2 * tp] = sums[0];
-        if (2 * tp + 1 < T) out[r * T + 2 * tp + 1] = sums[2];
+        _Pragma("GCC unroll 2") for (int p = 0; p < 2; p++) acc[r][p] =
+            _mm512_loadu_ps(accb + 32 * r + 16 * p);
+    int64_t q = 0;
+    for (; q + 2 <= nq; q += 2) {
+        q4_quad(wp, w_row, xp, q, 0, acc, R);
+        q4_quad(wp, w_row, xp, q + 1, 1, acc, R);
     }
+    if (q < nq) q4_quad(wp, w_row, xp, q, 0, acc, R); /* the row's last quad, even */
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 2") for (int p = 0; p < 2; p++)
+            _mm512_storeu_ps(accb + 32 * r + 16 * p, acc[r][p]);
 }
 
-SLM_TILE_FNS_ALL(tile_quad, tile_quad_a, tile_quad_b)
-/* [unused flag][rows - 1][tokens - 1] */
-static const tile_fn TILE_QUAD[2][X8_ROWS][X8_TOKS] = SLM_TILE_TABLE(tile_quad_a, tile_quad_b);
+typedef void (*q4_tile_fn)(const uint8_t *wp, size_t w_row, const uint8_t *xp, int64_t nq,
+                           float *accb);
+#define SLM_Q4_TILE(R)                                                                             \
+    static void q4_tile_##R(const uint8_t *wp, size_t w_row, const uint8_t *xp, int64_t nq,        \
+                            float *accb) {                                                         \
+        q4_tile(wp, w_row, xp, nq, accb, R);                                                       \
+    }
+SLM_Q4_TILE(1)
+SLM_Q4_TILE(2)
+SLM_Q4_TILE(3)
+SLM_Q4_TILE(4)
+#undef SLM_Q4_TILE
+static const q4_tile_fn Q4_TILE[X8_ROWS] = {q4_tile_1, q4_tile_2, q4_tile_3, q4_tile_4};
+
+/* Quads per pass of the tiles over a group: the group's activations for a
+ * pass (128 tokens x 16 quads x 144 bytes, 288 KiB) stay in L2 and the
+ * rows' part (4 x 16 x 256 bytes) in L1; wider rows take several passes,
+ * the accumulators kept between them (the same float steps in the same
+ * order, so the same bits). 8 and 32 measured slower (slm_kernel_bench
+ * --tokens 128, 8192 columns). */
+#define Q4_PASS 16
+
+/* Prefill for q4_0, q5_0 and q8_0: tokens quantized in groups (as many as
+ * fit in the scratch after a tile of packed rows, up to X8_MAX_GROUP, in
+ * fours), each group against every tile of X8_ROWS rows packed once. */
+static void q4_gemm(const slm_matrix *W, int64_t r0, int64_t r1, const float *X, int64_t n_tok,
+                    int64_t x_stride, float *Y, int64_t y_stride, uint8_t *xq) {
+    const int64_t n = W->n_cols, nq2 = (n / 32 + 3) / 4; /* the row's quads */
+    const size_t w_row = (size_t)nq2 * Q4_WQ, x4 = (size_t)nq2 * Q4_XQ;
+    const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
+    int64_t group = 4 * (int64_t)((have - X8_ROWS * w_row) / x4);
+    if (group > X8_MAX_GROUP) group = X8_MAX_GROUP;
+    const pack_fn pack = W->type == SLM_TYPE_Q8_0   ? q4_pack_q8_0
+                         : W->type == SLM_TYPE_Q5_0 ? q4_pack_q5_0
+                                                    : q4_pack_q4_0;
+    uint8_t *wq = xq + (size_t)(group / 4) * x4;
+    /* accumulators of every 4-token tile of a group, [tile][row][even, odd] */
+    float accb[X8_MAX_GROUP / 4][X8_ROWS * 2 * 16];
+    for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
+        const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
+        for (int64_t j = 0; j < g; j += 4)
+            q4_quantize(X + (t0 + j) * x_stride, x_stride, (int)(g - j < 4 ? g - j : 4), n,
+                        xq + (size_t)(j / 4) * x4);
+        for (int64_t rb = r0; rb < r1; rb += X8_ROWS) {
+            const int nr = (int)(r1 - rb < X8_ROWS ? r1 - rb : X8_ROWS);
+            for (int k = 0; k < nr; k++)
+                pack(W->data + (size_t)(rb + k) * W->row_bytes, n, wq + (size_t)k * w_row);
+            memset(accb, 0, (size_t)((g + 3) / 4) * sizeof accb[0]);
+            for (int64_t q0 = 0; q0 < nq2; q0 += Q4_PASS) {
+                const int64_t nq = nq2 - q0 < Q4_PASS ? nq2 - q0 : Q4_PASS;
+                for (int64_t j = 0; j < g; j += 4) {
+                    float *acc = accb[j / 4];
+                    Q4_TILE[nr - 1](wq + (size_t)q0 * Q4_WQ, w_row,
+                                    xq + (size_t)(j / 4) * x4 + (size_t)q0 * Q4_XQ, nq, acc);
+                    if (q0 + nq < nq2) continue;
+                    /* the last pass: results out while the next tile runs */
+                    const int nt = (int)(g - j < 4 ? g - j : 4);
+                    for (int k = 0; k < nr; k++) {
+                        float out[4];
+                        _mm_storeu_ps(out, q4_finish(_mm512_loadu_ps(acc + 32 * k),
+                                                     _mm512_loadu_ps(acc + 32 * k + 16)));
+                        for (int t = 0; t < nt; t++) Y[(t0 + j + t) * y_stride + rb + k] = out[t];
+                    }
+                }
+            }
+        }
+    }
+}
 
 static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                              int64_t n_tok, int64_t x_stride, float *Y, int64_t y_stride,
                              float *scratch) {
     const int64_t n = W->n_cols, np = quad_pairs(n);
-    const size_t w_row = (size_t)np * QUAD_WP, x_tok = (size_t)np * QUAD_XP;
+    const size_t x_tok = (size_t)np * QUAD_XP;
     uint8_t *xq = (uint8_t *)scratch;
     if (n_tok == 1) {
         quantize_xq(X, n, xq);
@@ -1180,12 +1298,7 @@ static void matmul_rows_quad(const slm_matrix *W, int64_t r0, int64_t r1, const 
             quad_matvec_q4_0(W, r0, r1, xq + x_tok, Y);
         return;
     }
-    gemm_groups(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq, w_row, x_tok, (n / 32 + 3) / 4,
-                quantize_xq,
-                W->type == SLM_TYPE_Q8_0   ? quad_pack_q8_0
-                : W->type == SLM_TYPE_Q5_0 ? quad_pack_q5_0
-                                           : quad_pack_q4_0,
-                TILE_QUAD[0]);
+    q4_gemm(W, r0, r1, X, n_tok, x_stride, Y, y_stride, xq);
 }
 
 /* ---- k-quants: integer sums per super-block (q4_k, q5_k, q6_k) ------------

@@ -925,10 +925,12 @@ int main(void) {
             if (bs == 32)
                 for (int64_t over = 0; over < 8; over++)
                     test_matmul_type(pv, pools, t, (8 + over) * 32);
-            /* and its prefill tiles take pairs two at a time (16 blocks):
-             * whole groups, a group with its second pair absent or ragged */
+            /* Rows of 16-47 blocks (4-12 quads, odd and even, ragged),
+             * and rows longer than the avx512 prefill's pass of 16 quads:
+             * two passes and an odd quad over, five passes and a ragged
+             * end (accumulators carried between passes). */
             if (bs == 32) {
-                static const int64_t blocks[] = {16, 17, 18, 24, 25, 32, 33, 40, 47};
+                static const int64_t blocks[] = {16, 17, 18, 24, 25, 32, 33, 40, 47, 132, 277};
                 for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++)
                     test_matmul_type(pv, pools, t, blocks[k] * 32);
             }
