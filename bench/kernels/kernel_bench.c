@@ -64,7 +64,8 @@ static int bench_prefill(const slm_provider *pv, slm_pool *pools[2], uint32_t ty
                          const uint8_t *row, size_t rb, int64_t n_tok, float *scratch) {
     enum { ROWS = 1024 };
     uint8_t *data = malloc(rb * ROWS);
-    float *X = malloc((size_t)(n_tok * n) * sizeof *X), *Y = malloc((size_t)(n_tok * ROWS) * 4);
+    float *X = malloc((size_t)(n_tok * n) * sizeof *X);
+    float *Y = malloc((size_t)(n_tok * ROWS) * sizeof *Y);
     if (!data || !X || !Y) {
         fprintf(stderr, "slm_kernel_bench: out of memory\n");
         free(data);
