@@ -1248,7 +1248,9 @@ static void q4_gemm(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
                          : W->type == SLM_TYPE_Q5_0 ? q4_pack_q5_0
                                                     : q4_pack_q4_0;
     uint8_t *wq = xq + (size_t)(group / 4) * x4;
-    /* accumulators of every 4-token tile of a group, [tile][row][even, odd] */
+    /* accumulators of every 4-token tile of a group, [tile][row][even, odd]
+     * (16 KiB; here rather than in the scratch, where they measured 4-10%
+     * slower in slm_kernel_bench for reasons not found) */
     float accb[X8_MAX_GROUP / 4][X8_ROWS * 2 * 16];
     for (int64_t t0 = 0; t0 < n_tok; t0 += group) {
         const int64_t g = n_tok - t0 < group ? n_tok - t0 : group;
