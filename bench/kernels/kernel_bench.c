@@ -35,7 +35,7 @@ double kb_dpbusd_with_per_ns(int other, int64_t iters);
 static void usage(void) {
     printf(
         "usage: slm_kernel_bench [--types LIST] [--provider NAME] [--threads N] [--cols N] "
-        "[--mib N]\n"
+        "[--mib N] [--tokens N]\n"
         "  --types     comma list of weight types (default q4_0,q8_0,q4_k,q6_k,f16)\n"
         "  --provider  kernel provider (default: best available)\n"
         "  --threads   threads for the second run (default 2)\n"

@@ -1239,8 +1239,8 @@ static const q4_tile_fn Q4_TILE[X8_ROWS] = {q4_tile_1, q4_tile_2, q4_tile_3, q4_
  * fours), each group against every tile of X8_ROWS rows packed once. */
 static void q4_gemm(const slm_matrix *W, int64_t r0, int64_t r1, const float *X, int64_t n_tok,
                     int64_t x_stride, float *Y, int64_t y_stride, uint8_t *xq) {
-    const int64_t n = W->n_cols, nq2 = (n / 32 + 3) / 4; /* the row's quads */
-    const size_t w_row = (size_t)nq2 * Q4_WQ, x4 = (size_t)nq2 * Q4_XQ;
+    const int64_t n = W->n_cols, nq = (n / 32 + 3) / 4; /* the row's quads */
+    const size_t w_row = (size_t)nq * Q4_WQ, x4 = (size_t)nq * Q4_XQ;
     const size_t have = slm_matmul_scratch_floats(n) * sizeof(float);
     int64_t group = 4 * (int64_t)((have - X8_ROWS * w_row) / x4);
     if (group > X8_MAX_GROUP) group = X8_MAX_GROUP;
@@ -1262,13 +1262,13 @@ static void q4_gemm(const slm_matrix *W, int64_t r0, int64_t r1, const float *X,
             for (int k = 0; k < nr; k++)
                 pack(W->data + (size_t)(rb + k) * W->row_bytes, n, wq + (size_t)k * w_row);
             memset(accb, 0, (size_t)((g + 3) / 4) * sizeof accb[0]);
-            for (int64_t q0 = 0; q0 < nq2; q0 += Q4_PASS) {
-                const int64_t nq = nq2 - q0 < Q4_PASS ? nq2 - q0 : Q4_PASS;
+            for (int64_t q0 = 0; q0 < nq; q0 += Q4_PASS) {
+                const int64_t np = nq - q0 < Q4_PASS ? nq - q0 : Q4_PASS; /* this pass's */
                 for (int64_t j = 0; j < g; j += 4) {
                     float *acc = accb[j / 4];
                     Q4_TILE[nr - 1](wq + (size_t)q0 * Q4_WQ, w_row,
-                                    xq + (size_t)(j / 4) * x4 + (size_t)q0 * Q4_XQ, nq, acc);
-                    if (q0 + nq < nq2) continue;
+                                    xq + (size_t)(j / 4) * x4 + (size_t)q0 * Q4_XQ, np, acc);
+                    if (q0 + np < nq) continue;
                     /* the last pass: results out while the next tile runs */
                     const int nt = (int)(g - j < 4 ? g - j : 4);
                     for (int k = 0; k < nr; k++) {

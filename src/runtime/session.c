@@ -191,7 +191,7 @@ uint64_t slm_session_kv_bytes(const slm_session *s) {
     return s ? 2 * (uint64_t)s->fw.kv.bytes : 0;
 }
 const char *slm_session_kv_type(const slm_session *s) {
-    return !s ? "" : s->fw.kv.type == SLM_TYPE_F16 ? "f16" : "f32";
+    return s ? slm_type_name(s->fw.kv.type) : ""; /* the config's names are the types' */
 }
 
 /* Evaluates tokens[from..to) of the session's token list at their positions,
